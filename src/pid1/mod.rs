@@ -1,0 +1,2 @@
+//! PID 1 duties: spawn the child, forward signals, reap zombies, pass on exit codes.
+
