@@ -1,0 +1,1 @@
+//! Running the built `pulp-entrypoint` binary from tests.
