@@ -1,8 +1,20 @@
 //! pulp-entrypoint: the container entrypoint for Pulp.
+//!
+//! `app` is the whole program; the other modules each do one job:
+//! `cli` and `options` turn argv, environment and entrypoint.toml into
+//! validated settings, `settings` reads Pulp's own settings without Python,
+//! `postgres` waits for the database, `roles` builds the server command lines,
+//! and `pid1` supervises the child as a proper init.
 
+// pub mod app; (wired once pid1, postgres and settings expose their APIs)
+pub mod cli;
+pub mod duration;
 pub mod environment;
 pub mod exit;
+pub mod logging;
+pub mod options;
 pub mod pid1;
 pub mod postgres;
+pub mod roles;
 pub mod settings;
 pub mod sourced;

@@ -1,0 +1,274 @@
+//! What one start of the entrypoint does, from argv to exit code.
+//!
+//! `main` prints the one-line error of a failed [`run`] and turns it into the
+//! documented exit code; everything else is decided here or in the modules
+//! this calls: options and settings are validated first, then the runtime
+//! waits for PostgreSQL (a SIGTERM ends the wait at once), then the child is
+//! started and supervised (or exec'd).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tracing::{info, warn};
+
+use crate::cli::{self, CliError, Command};
+use crate::environment::Environment;
+use crate::exit;
+use crate::options::{OPTION_KEYS, Options, OptionsError};
+use crate::pid1::{self, Init, Pid1Error, StopPolicy, StopStep};
+use crate::postgres::{self, WaitError, WaitPolicy};
+use crate::roles::{self, CommandLine, Host, Role, RoleConfigError};
+use crate::settings::{self, PulpSettings, SettingsError};
+
+/// How often the PostgreSQL wait says what it is waiting for.
+const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Cli(#[from] CliError),
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Role(#[from] RoleConfigError),
+    #[error(transparent)]
+    Postgres(#[from] WaitError),
+    #[error(transparent)]
+    Pid1(#[from] Pid1Error),
+    #[error(
+        "pulp-resource-manager was removed in pulpcore 3.16 (tasks no longer go through a resource manager): run pulp-worker instead"
+    )]
+    RemovedRole,
+    #[error("could not start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("stopped by {} while {doing}", .signal.as_str())]
+    Stopped { signal: Signal, doing: &'static str },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Cli(CliError::Info(_)) => exit::SUCCESS,
+            Error::Cli(CliError::Usage(_)) | Error::RemovedRole => exit::USAGE,
+            Error::Options(_) | Error::Settings(_) | Error::Role(_) => exit::CONFIG,
+            Error::Postgres(error) => error.exit_code(),
+            Error::Pid1(error) => error.exit_code(),
+            Error::Runtime(_) => exit::OS_ERROR,
+            Error::Stopped { signal, .. } => exit::SIGNAL_BASE + *signal as i32,
+        }
+    }
+}
+
+/// Run the entrypoint and return the process exit code.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let invocation = match cli::parse(argv) {
+        Ok(invocation) => invocation,
+        Err(CliError::Info(text)) => {
+            print!("{text}");
+            return exit::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("pulp-entrypoint: {error}");
+            return Error::from(error).exit_code();
+        }
+    };
+    let legacy = invocation.legacy_exit_codes;
+    let code = match run(invocation) {
+        Ok(code) => code,
+        Err(Error::Stopped { signal, doing }) => {
+            info!("stopped by {} while {doing}", signal.as_str());
+            exit::SIGNAL_BASE + signal as i32
+        }
+        Err(error) => {
+            eprintln!("pulp-entrypoint: {error}");
+            error.exit_code()
+        }
+    };
+    match (legacy, code) {
+        (true, 0) => 0,
+        (true, _) => exit::LEGACY_FAILURE,
+        (false, code) => code,
+    }
+}
+
+fn run(invocation: cli::Invocation) -> Result<i32, Error> {
+    let cli = invocation.cli;
+    let env = Environment::from_process();
+    let options = Options::resolve(&cli.options.values(), cli.config.as_deref(), &env)?;
+    crate::logging::init(options.log_format.value);
+    for name in &options.unknown_env {
+        warn!(
+            "{name} is not an option of the entrypoint and is ignored; see pulp-entrypoint --help"
+        );
+    }
+
+    match cli.command {
+        Command::Config => {
+            print_config(&options, &env)?;
+            Ok(exit::SUCCESS)
+        }
+        Command::ResourceManager(_) => Err(Error::RemovedRole),
+        Command::WaitPostgres => {
+            let settings = settings::load(&env)?;
+            block_on(async {
+                let mut init = Init::new()?;
+                wait_for_database(&mut init, &settings, &options).await?;
+                Ok(exit::SUCCESS)
+            })
+        }
+        Command::Api(args) => start_role(Role::Api, args.args, &options, &env),
+        Command::Content(args) => start_role(Role::Content, args.args, &options, &env),
+        Command::Worker(args) => start_role(Role::Worker, args.args, &options, &env),
+        Command::Run { command } | Command::External(command) => {
+            let mut words = command.into_iter();
+            let line = CommandLine {
+                program: words.next().unwrap_or_default(),
+                args: words.collect(),
+            };
+            let stop = StopPolicy {
+                steps: vec![StopStep {
+                    after: options.stop_grace.value,
+                    signal: Signal::SIGKILL,
+                }],
+            };
+            run_child(&line, &stop, &options)
+        }
+    }
+}
+
+fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(future)
+}
+
+fn start_role(
+    role: Role,
+    extra: Vec<OsString>,
+    options: &Options,
+    env: &Environment,
+) -> Result<i32, Error> {
+    let settings = settings::load(env)?;
+    let template = options
+        .name_template
+        .value
+        .clone()
+        .unwrap_or_else(roles::unique_name_template);
+    // Built before waiting, so a bad PULP_* variable fails at once.
+    let line = roles::server_command(role, env, &Host::detect(env), &template, &extra)?;
+    let stop = stop_policy(role, options);
+    block_on(async {
+        let mut init = Init::new()?;
+        wait_for_database(&mut init, &settings, options).await?;
+        supervise_or_exec(&mut init, role.name(), &line, &stop, options).await
+    })
+}
+
+fn run_child(line: &CommandLine, stop: &StopPolicy, options: &Options) -> Result<i32, Error> {
+    block_on(async {
+        let mut init = Init::new()?;
+        supervise_or_exec(&mut init, "command", line, stop, options).await
+    })
+}
+
+async fn supervise_or_exec(
+    init: &mut Init,
+    what: &str,
+    line: &CommandLine,
+    stop: &StopPolicy,
+    options: &Options,
+) -> Result<i32, Error> {
+    if options.exec.value {
+        info!("exec {what}: {line}");
+        return Err(pid1::exec(line.to_command()).into());
+    }
+    info!("starting {what}: {line}");
+    let exit = init.supervise(line.to_command(), stop).await?;
+    Ok(exit.exit_code())
+}
+
+/// The stop sequence after the first SIGTERM (which is forwarded at once).
+/// The worker gets SIGINT before the end so pulpcore aborts its task and
+/// marks it failed itself, instead of dying mid-task on SIGKILL.
+fn stop_policy(role: Role, options: &Options) -> StopPolicy {
+    let kill = StopStep {
+        after: options.stop_grace.value,
+        signal: Signal::SIGKILL,
+    };
+    let steps = match role {
+        Role::Worker if options.worker_abort_after.value < options.stop_grace.value => vec![
+            StopStep {
+                after: options.worker_abort_after.value,
+                signal: Signal::SIGINT,
+            },
+            kill,
+        ],
+        _ => vec![kill],
+    };
+    StopPolicy { steps }
+}
+
+async fn wait_for_database(
+    init: &mut Init,
+    settings: &PulpSettings,
+    options: &Options,
+) -> Result<(), Error> {
+    let policy = WaitPolicy {
+        timeout: options.postgres_timeout.value,
+        missing_database_grace: options.missing_database_grace.value,
+        log_interval: WAIT_LOG_INTERVAL,
+    };
+    tokio::select! {
+        result = postgres::wait_for_postgres(&settings.database, &policy) => Ok(result?),
+        signal = init.termination_requested() => Err(Error::Stopped {
+            signal,
+            doing: "waiting for PostgreSQL",
+        }),
+    }
+}
+
+/// `pulp-entrypoint config`: every effective value and where it came from.
+fn print_config(options: &Options, env: &Environment) -> Result<(), Error> {
+    let mut out = String::new();
+    let file = options
+        .config_file
+        .as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| "none".into());
+    out.push_str(&format!("# entrypoint options (file: {file})\n"));
+    for (key, value, source) in options.report() {
+        let help = OPTION_KEYS
+            .iter()
+            .find(|(known, _, _)| *known == key)
+            .map(|(_, _, help)| *help)
+            .unwrap_or("");
+        out.push_str(&format!("{key} = {value}  # {source}; {help}\n"));
+    }
+    let settings = settings::load(env)?;
+    let files: Vec<String> = settings
+        .files
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    out.push_str(&format!(
+        "\n# pulp settings the entrypoint uses (files: {})\n",
+        if files.is_empty() {
+            "none".to_string()
+        } else {
+            files.join(", ")
+        }
+    ));
+    for line in settings.report() {
+        out.push_str(&format!(
+            "{} = {}  # {}\n",
+            line.key, line.value, line.source
+        ));
+    }
+    print!("{out}");
+    Ok(())
+}
