@@ -12,6 +12,7 @@ pub mod duration;
 pub mod environment;
 pub mod exit;
 pub mod logging;
+pub mod migrate;
 pub mod options;
 pub mod pid1;
 pub mod postgres;

@@ -1,0 +1,208 @@
+//! A fingerprint of the installed code that decides whether migrations or
+//! static files can be skipped.
+//!
+//! Migrations: every `*.py` directly inside a directory named `migrations`
+//! up to four levels below each package root (that reaches
+//! `django/contrib/auth/migrations` and `pulpcore/app/migrations`), hashed
+//! with its relative path and content. Adding, removing or changing one
+//! migration file of any installed app changes it. Static files: the same
+//! over every file below directories named `static`.
+//!
+//! Content, not modification times, is hashed: image layers and `pip install`
+//! reset times, and reading ~150 small files takes a few milliseconds.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// What to fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Migrations,
+    Static,
+}
+
+/// How deep below a package root a `migrations` or `static` directory may be.
+const MAX_DEPTH: usize = 4;
+
+/// The fingerprint (hex SHA-256) and how many files went into it, or `None`
+/// when the code could not be found (no pulpcore migrations under any root):
+/// the caller must then ask Django.
+pub fn compute(roots: &[PathBuf], kind: Kind) -> Option<Fingerprint> {
+    let mut files = Vec::new();
+    for root in roots {
+        collect(root, root, 0, kind, &mut files);
+    }
+    if kind == Kind::Migrations
+        && !files
+            .iter()
+            .any(|(relative, _)| relative.starts_with("pulpcore/app/migrations/"))
+    {
+        return None;
+    }
+    files.sort();
+    files.dedup_by(|a, b| a.0 == b.0);
+    let mut hasher = Sha256::new();
+    for (relative, path) in &files {
+        let content = std::fs::read(path).ok()?;
+        hasher.update((relative.len() as u64).to_le_bytes());
+        hasher.update(relative.as_bytes());
+        hasher.update((content.len() as u64).to_le_bytes());
+        hasher.update(&content);
+    }
+    let digest = hasher.finalize();
+    Some(Fingerprint {
+        hex: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        files: files.len(),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub hex: String,
+    pub files: usize,
+}
+
+fn collect(root: &Path, dir: &Path, depth: usize, kind: Kind, files: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if !file_type.is_dir() {
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "__pycache__" || name == "tests" || name.ends_with(".dist-info") {
+            continue;
+        }
+        let path = entry.path();
+        match (kind, name.as_ref()) {
+            (Kind::Migrations, "migrations") => add_files(root, &path, false, files),
+            (Kind::Static, "static") => add_files(root, &path, true, files),
+            _ if depth + 1 < MAX_DEPTH => collect(root, &path, depth + 1, kind, files),
+            _ => {}
+        }
+    }
+}
+
+fn add_files(root: &Path, dir: &Path, recursive: bool, files: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() {
+            if recursive && entry.file_name() != "__pycache__" {
+                add_files(root, &path, true, files);
+            }
+            continue;
+        }
+        if !recursive && path.extension().is_none_or(|ext| ext != "py") {
+            continue;
+        }
+        if let Ok(relative) = path.strip_prefix(root) {
+            files.push((relative.to_string_lossy().into_owned(), path));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, relative: &str, text: &str) {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn site() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "pulpcore/app/migrations/0001_initial.py",
+            "ops = []",
+        );
+        write(dir.path(), "pulpcore/app/migrations/__init__.py", "");
+        write(
+            dir.path(),
+            "django/contrib/auth/migrations/0001_initial.py",
+            "a",
+        );
+        write(dir.path(), "pulp_file/app/migrations/0001_initial.py", "f");
+        write(
+            dir.path(),
+            "pulp_file/app/migrations/__pycache__/x.pyc",
+            "junk",
+        );
+        write(dir.path(), "pulpcore/app/static/pulp/logo.svg", "<svg/>");
+        dir
+    }
+
+    fn migrations(dir: &Path) -> Fingerprint {
+        compute(&[dir.to_path_buf()], Kind::Migrations).unwrap()
+    }
+
+    #[test]
+    fn a_new_migration_in_any_app_changes_it() {
+        let dir = site();
+        let before = migrations(dir.path());
+        assert_eq!(before.files, 4);
+        assert_eq!(before, migrations(dir.path()), "stable for the same code");
+        write(dir.path(), "pulp_file/app/migrations/0002_more.py", "g");
+        assert_ne!(before, migrations(dir.path()));
+    }
+
+    #[test]
+    fn a_changed_migration_changes_it_but_caches_do_not() {
+        let dir = site();
+        let before = migrations(dir.path());
+        write(
+            dir.path(),
+            "django/contrib/auth/migrations/__pycache__/y.pyc",
+            "x",
+        );
+        write(dir.path(), "pulpcore/app/migrations/README.txt", "docs");
+        assert_eq!(before, migrations(dir.path()));
+        write(
+            dir.path(),
+            "django/contrib/auth/migrations/0001_initial.py",
+            "b",
+        );
+        assert_ne!(before, migrations(dir.path()));
+    }
+
+    #[test]
+    fn no_pulpcore_means_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "django/contrib/auth/migrations/0001_initial.py",
+            "a",
+        );
+        assert_eq!(compute(&[dir.path().to_path_buf()], Kind::Migrations), None);
+    }
+
+    #[test]
+    fn static_files_are_counted_recursively() {
+        let dir = site();
+        let before = compute(&[dir.path().to_path_buf()], Kind::Static).unwrap();
+        assert_eq!(before.files, 1);
+        write(
+            dir.path(),
+            "pulpcore/app/static/pulp/css/site.css",
+            "body{}",
+        );
+        assert_ne!(
+            before,
+            compute(&[dir.path().to_path_buf()], Kind::Static).unwrap()
+        );
+    }
+}
