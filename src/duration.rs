@@ -26,7 +26,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Print a duration the way `parse` reads it back.
 pub fn display(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")

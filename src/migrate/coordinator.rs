@@ -1,0 +1,571 @@
+//! Theory of operation: migrate, collectstatic and set the admin password
+//! once, however many replicas start together.
+//!
+//! 1. Decide without Python what is needed: migrations unless the recorded
+//!    code fingerprint and `django_migrations` row count match now; the admin
+//!    password when `PULP_DEFAULT_ADMIN_PASSWORD` is set and no admin exists,
+//!    or when `/etc/pulp/pulp-admin-password` changed since it was applied;
+//!    collectstatic (api only) unless STATIC_ROOT has a marker for this code.
+//!    Nothing needed: done, no Python started, no lock taken.
+//! 2. Otherwise wait for the advisory lock on a connection of its own, while
+//!    a second connection LISTENs: a notification (or the slow safety poll)
+//!    makes the waiter look again, and if another replica has done the work
+//!    it goes on without the lock. Every few seconds it logs who holds the
+//!    lock and for how long. A dead holder's session ends, PostgreSQL frees
+//!    the lock, and this replica's blocked request is granted at once.
+//! 3. Holding the lock, look again (the previous holder may have done it),
+//!    run what is still needed, record it, NOTIFY, release.
+//!
+//! When the code cannot be fingerprinted the doubt goes to Django: the
+//! replica runs `migrate` (a no-op when all is applied) under the lock, or
+//! with `--no-migrate` asks `migrate --check`. It never assumes "done".
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use super::fingerprint::{self, Fingerprint, Kind};
+use super::state::{self, Record};
+use crate::sourced::Secret;
+
+/// The default admin password file of the Pulp images.
+pub const ADMIN_PASSWORD_FILE: &str = "/etc/pulp/pulp-admin-password";
+/// Written into STATIC_ROOT after collectstatic, holding the static-files fingerprint.
+pub const STATIC_MARKER: &str = ".pulp-entrypoint-collectstatic";
+
+const POLL_INTERVAL: Duration = Duration::from_secs(10);
+const LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A database session: the client and the notifications its connection receives.
+pub struct Session {
+    pub client: Client,
+    pub notifications: UnboundedReceiver<()>,
+}
+
+/// Opens sessions to Pulp's database.
+pub trait Connect {
+    fn open(&self, purpose: &str) -> impl Future<Output = Result<Session, PrepareError>>;
+}
+
+/// Runs `pulpcore-manager` with arguments (and stdin from a file), returning its exit code.
+pub trait Manager {
+    fn run(
+        &mut self,
+        args: &[&str],
+        stdin: Option<std::fs::File>,
+    ) -> impl Future<Output = Result<i32, PrepareError>>;
+}
+
+/// What this start should take care of.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// False with `--no-migrate`: wait for someone else's migrations.
+    pub migrate: bool,
+    pub collectstatic: bool,
+    pub admin_password: bool,
+    /// Give up waiting for the lock or for migrations after this long.
+    pub lock_timeout: Duration,
+    /// Who this is, recorded in the state table ("pulp-api on host").
+    pub who: String,
+    pub package_roots: Vec<PathBuf>,
+    pub static_root: PathBuf,
+    pub default_admin_password: Option<Secret>,
+    pub admin_password_file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("database query failed during {step}: {source}")]
+    Database {
+        step: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{0}")]
+    Connect(String),
+    #[error(
+        "`pulpcore-manager {command}` failed with exit code {code} (its output is above); fix the cause and restart"
+    )]
+    StepFailed { command: String, code: i32 },
+    #[error(
+        "gave up after {waited}s waiting for {what}{holder}; raise --lock-timeout or check that replica"
+    )]
+    LockTimeout {
+        what: &'static str,
+        waited: u64,
+        holder: String,
+    },
+    #[error("{path} could not be read: {reason}")]
+    PasswordFile { path: PathBuf, reason: String },
+    #[error("could not write {path}: {reason}")]
+    Marker { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Spawn(String),
+}
+
+fn db(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PrepareError {
+    move |source| PrepareError::Database { step, source }
+}
+
+/// What is still to do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Needs {
+    migrate: bool,
+    admin_password: Option<AdminPassword>,
+    collectstatic: bool,
+}
+
+impl Needs {
+    fn any(&self) -> bool {
+        self.migrate || self.admin_password.is_some() || self.collectstatic
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AdminPassword {
+    /// From PULP_DEFAULT_ADMIN_PASSWORD: only because no admin exists.
+    Default,
+    /// From the password file, whose content hash is recorded after.
+    File { hash: String },
+}
+
+/// Run the whole coordination. Returns what was done, for the log.
+pub async fn prepare(
+    connect: &impl Connect,
+    manager: &mut impl Manager,
+    plan: &Plan,
+) -> Result<(), PrepareError> {
+    let started = Instant::now();
+    let migrations = fingerprint::compute(&plan.package_roots, Kind::Migrations);
+    let statics = if plan.collectstatic {
+        fingerprint::compute(&plan.package_roots, Kind::Static)
+    } else {
+        None
+    };
+    if migrations.is_none() {
+        warn!(
+            "the installed migrations could not be found (no pulpcore-manager on PATH whose site-packages hold pulpcore/app/migrations): asking Django instead"
+        );
+    }
+    let mut watch = connect.open("watch").await?;
+    watch
+        .client
+        .batch_execute(&format!("LISTEN {}", state::CHANNEL))
+        .await
+        .map_err(db("LISTEN"))?;
+
+    let check = Checker {
+        plan,
+        migrations: migrations.as_ref(),
+        statics: statics.as_ref(),
+    };
+    let mut needs = check.needs(&watch.client).await?;
+    if !needs.migrate && migrations.is_none() && !plan.migrate {
+        // Unreachable by construction (no fingerprint means migrate is needed),
+        // kept explicit: doubt never becomes "done".
+        needs.migrate = true;
+    }
+    info!(
+        phase = "check",
+        duration_ms = started.elapsed().as_millis() as u64,
+        migrate = needs.migrate,
+        collectstatic = needs.collectstatic,
+        admin_password = needs.admin_password.is_some(),
+        "{}",
+        if needs.any() {
+            "work to do"
+        } else {
+            "database migrated and set up for this code: nothing to do"
+        }
+    );
+    if !needs.any() {
+        return Ok(());
+    }
+
+    // --no-migrate: wait (without the lock) until someone else migrated.
+    if needs.migrate && !plan.migrate {
+        if migrations.is_none() || !ask_django_check(manager).await? {
+            wait_for_migrations(&check, &mut watch, plan).await?;
+        } else if let Some(print) = &migrations {
+            record_migrations(&watch.client, print, plan).await?;
+        }
+        needs = check.needs(&watch.client).await?;
+        if !needs.any() {
+            return Ok(());
+        }
+    }
+
+    let lock_started = Instant::now();
+    let Some(lock) = acquire_lock(connect, &check, &mut watch, plan).await? else {
+        info!(
+            phase = "lock",
+            duration_ms = lock_started.elapsed().as_millis() as u64,
+            "another replica did the work"
+        );
+        return Ok(());
+    };
+    info!(
+        phase = "lock",
+        duration_ms = lock_started.elapsed().as_millis() as u64,
+        "holding the setup lock"
+    );
+    let result = run_under_lock(&check, &lock.client, manager, plan).await;
+    // Closing the session would free it too; unlock explicitly to be prompt.
+    let _ = state::unlock(&lock.client).await;
+    result
+}
+
+/// Decides what is needed, from the database and the files.
+struct Checker<'a> {
+    plan: &'a Plan,
+    migrations: Option<&'a Fingerprint>,
+    statics: Option<&'a Fingerprint>,
+}
+
+impl Checker<'_> {
+    async fn needs(&self, client: &Client) -> Result<Needs, PrepareError> {
+        Ok(Needs {
+            migrate: self.migrations_needed(client).await?,
+            admin_password: self.admin_password_needed(client).await?,
+            collectstatic: self.collectstatic_needed(),
+        })
+    }
+
+    async fn migrations_needed(&self, client: &Client) -> Result<bool, PrepareError> {
+        let Some(print) = self.migrations else {
+            return Ok(true);
+        };
+        let record = state::read(client, state::MIGRATIONS_KEY)
+            .await
+            .map_err(db("reading the migration state"))?;
+        let applied = state::applied_migrations(client)
+            .await
+            .map_err(db("counting applied migrations"))?;
+        Ok(!matches!(
+            record,
+            Some(Record { ref value, applied_count, .. })
+                if *value == print.hex && applied_count == applied
+        ))
+    }
+
+    async fn admin_password_needed(
+        &self,
+        client: &Client,
+    ) -> Result<Option<AdminPassword>, PrepareError> {
+        if !self.plan.admin_password {
+            return Ok(None);
+        }
+        if let Some(hash) = password_file_hash(&self.plan.admin_password_file)? {
+            let record = state::read(client, state::ADMIN_PASSWORD_FILE_KEY)
+                .await
+                .map_err(db("reading the admin password state"))?;
+            if record.is_none_or(|record| record.value != hash) {
+                return Ok(Some(AdminPassword::File { hash }));
+            }
+            return Ok(None);
+        }
+        if self.plan.default_admin_password.is_some()
+            && !state::admin_exists(client)
+                .await
+                .map_err(db("looking for the admin user"))?
+        {
+            return Ok(Some(AdminPassword::Default));
+        }
+        Ok(None)
+    }
+
+    fn collectstatic_needed(&self) -> bool {
+        if !self.plan.collectstatic {
+            return false;
+        }
+        let marker = std::fs::read_to_string(self.plan.static_root.join(STATIC_MARKER));
+        match (self.statics, marker) {
+            (Some(print), Ok(text)) => text.trim() != print.hex,
+            _ => true,
+        }
+    }
+}
+
+/// SHA-256 of the password file, or `None` when there is no such file.
+fn password_file_hash(path: &Path) -> Result<Option<String>, PrepareError> {
+    match std::fs::read(path) {
+        Ok(content) => Ok(Some(hex(&Sha256::digest(&content)))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(PrepareError::PasswordFile {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `migrate --check`: exit 0 means nothing is left to apply.
+async fn ask_django_check(manager: &mut impl Manager) -> Result<bool, PrepareError> {
+    let started = Instant::now();
+    let code = manager.run(&["migrate", "--check"], None).await?;
+    info!(
+        phase = "migrate-check",
+        duration_ms = started.elapsed().as_millis() as u64,
+        "Django says {}",
+        if code == 0 {
+            "every migration is applied"
+        } else {
+            "migrations are pending"
+        }
+    );
+    Ok(code == 0)
+}
+
+async fn record_migrations(
+    client: &Client,
+    print: &Fingerprint,
+    plan: &Plan,
+) -> Result<(), PrepareError> {
+    let applied = state::applied_migrations(client)
+        .await
+        .map_err(db("counting applied migrations"))?;
+    state::write(
+        client,
+        state::MIGRATIONS_KEY,
+        &print.hex,
+        applied,
+        &plan.who,
+    )
+    .await
+    .map_err(db("recording the migration state"))
+}
+
+/// `--no-migrate`: wait until the state shows this code migrated.
+async fn wait_for_migrations(
+    check: &Checker<'_>,
+    watch: &mut Session,
+    plan: &Plan,
+) -> Result<(), PrepareError> {
+    let started = Instant::now();
+    let deadline = tokio::time::sleep(plan.lock_timeout);
+    tokio::pin!(deadline);
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let mut log = tokio::time::interval(LOG_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = watch.notifications.recv() => {}
+            _ = poll.tick() => {}
+            _ = log.tick() => {
+                info!(
+                    "waiting for migrations to be applied by another process (--no-migrate), {}s so far",
+                    started.elapsed().as_secs()
+                );
+                continue;
+            }
+            _ = &mut deadline => {
+                return Err(PrepareError::LockTimeout {
+                    what: "migrations (--no-migrate)",
+                    waited: started.elapsed().as_secs(),
+                    holder: String::new(),
+                });
+            }
+        }
+        if !check.migrations_needed(&watch.client).await? {
+            info!(
+                phase = "wait-migrations",
+                duration_ms = started.elapsed().as_millis() as u64,
+                "migrations applied"
+            );
+            return Ok(());
+        }
+    }
+}
+
+/// Wait for the lock, or for another replica to finish the work (`None`).
+async fn acquire_lock(
+    connect: &impl Connect,
+    check: &Checker<'_>,
+    watch: &mut Session,
+    plan: &Plan,
+) -> Result<Option<Session>, PrepareError> {
+    let lock = connect.open("lock").await?;
+    let started = Instant::now();
+    let deadline = tokio::time::sleep(plan.lock_timeout);
+    tokio::pin!(deadline);
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.tick().await;
+    let mut log = tokio::time::interval(LOG_INTERVAL);
+    log.tick().await;
+    let granted = {
+        let request = state::lock(&lock.client);
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                result = &mut request => {
+                    result.map_err(db("taking the setup lock"))?;
+                    break true;
+                }
+                _ = watch.notifications.recv() => {}
+                _ = poll.tick() => {}
+                _ = log.tick() => {
+                    let holder = describe_holder(&watch.client).await;
+                    info!("waiting for the setup lock{holder}, {}s so far", started.elapsed().as_secs());
+                    continue;
+                }
+                _ = &mut deadline => {
+                    return Err(PrepareError::LockTimeout {
+                        what: "the setup lock",
+                        waited: started.elapsed().as_secs(),
+                        holder: describe_holder(&watch.client).await,
+                    });
+                }
+            }
+            if !check.needs(&watch.client).await?.any() {
+                break false;
+            }
+        }
+    };
+    // Not granted: dropping the session ends it, which withdraws the request.
+    Ok(granted.then_some(lock))
+}
+
+async fn describe_holder(client: &Client) -> String {
+    match state::holder(client).await {
+        Ok(Some(holder)) => format!(
+            " held by '{}' from {} for {}s",
+            holder.application_name, holder.client, holder.held_seconds
+        ),
+        _ => String::new(),
+    }
+}
+
+async fn run_under_lock(
+    check: &Checker<'_>,
+    client: &Client,
+    manager: &mut impl Manager,
+    plan: &Plan,
+) -> Result<(), PrepareError> {
+    state::ensure_table(client)
+        .await
+        .map_err(db("creating pulp_entrypoint_state"))?;
+    // The previous holder may have done part of it: look again.
+    let needs = check.needs(client).await?;
+    if needs.migrate {
+        if plan.migrate {
+            timed(manager, "migrate", &["migrate", "--noinput"], None).await?;
+            if let Some(print) = check.migrations {
+                record_migrations(client, print, plan).await?;
+            }
+        } else {
+            // --no-migrate and migrations appeared pending again: someone else's job.
+            warn!("migrations are pending but --no-migrate is set: not applying them");
+        }
+    }
+    if needs.collectstatic {
+        timed(
+            manager,
+            "collectstatic",
+            &["collectstatic", "--noinput"],
+            None,
+        )
+        .await?;
+        if let Some(print) = check.statics {
+            let marker = plan.static_root.join(STATIC_MARKER);
+            std::fs::write(&marker, &print.hex).map_err(|error| PrepareError::Marker {
+                path: marker.clone(),
+                reason: error.to_string(),
+            })?;
+        }
+    }
+    match needs.admin_password {
+        Some(AdminPassword::Default) => {
+            if let Some(password) = &plan.default_admin_password {
+                set_admin_password(manager, password.expose().as_bytes()).await?;
+            }
+        }
+        Some(AdminPassword::File { hash }) => {
+            let content = std::fs::read(&plan.admin_password_file).map_err(|error| {
+                PrepareError::PasswordFile {
+                    path: plan.admin_password_file.clone(),
+                    reason: error.to_string(),
+                }
+            })?;
+            let trimmed = content.strip_suffix(b"\n").unwrap_or(&content);
+            set_admin_password(manager, trimmed).await?;
+            state::write(
+                client,
+                state::ADMIN_PASSWORD_FILE_KEY,
+                &hash,
+                None,
+                &plan.who,
+            )
+            .await
+            .map_err(db("recording the admin password state"))?;
+        }
+        None => {}
+    }
+    state::write(client, "setup", "done", None, &plan.who)
+        .await
+        .map_err(db("recording the setup"))?;
+    Ok(())
+}
+
+async fn timed(
+    manager: &mut impl Manager,
+    phase: &'static str,
+    args: &[&str],
+    stdin: Option<std::fs::File>,
+) -> Result<(), PrepareError> {
+    let started = Instant::now();
+    info!("running pulpcore-manager {}", args.join(" "));
+    let code = manager.run(args, stdin).await?;
+    if code != 0 {
+        return Err(PrepareError::StepFailed {
+            command: args.join(" "),
+            code,
+        });
+    }
+    info!(
+        phase,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "pulpcore-manager {} done",
+        args.join(" ")
+    );
+    Ok(())
+}
+
+/// The password reaches Python on stdin, from an unnamed file: never in any
+/// process's argv or environment.
+const SET_ADMIN_PASSWORD: &str = "\
+import sys
+from django.contrib.auth import get_user_model
+password = sys.stdin.buffer.read().decode()
+user, _ = get_user_model().objects.get_or_create(username='admin')
+user.is_superuser = True
+user.is_staff = True
+user.set_password(password)
+user.save()
+print('admin password set')";
+
+async fn set_admin_password(
+    manager: &mut impl Manager,
+    password: &[u8],
+) -> Result<(), PrepareError> {
+    use std::io::{Seek, Write};
+    let spawn = |error: std::io::Error| {
+        PrepareError::Spawn(format!("cannot pass the admin password: {error}"))
+    };
+    let mut file = tempfile::tempfile().map_err(spawn)?;
+    file.write_all(password).map_err(spawn)?;
+    file.rewind().map_err(spawn)?;
+    timed(
+        manager,
+        "admin-password",
+        &["shell", "-c", SET_ADMIN_PASSWORD],
+        Some(file),
+    )
+    .await
+}

@@ -1,0 +1,174 @@
+//! What the entrypoint records in Pulp's database, and the lock that makes
+//! each step run once.
+//!
+//! One small table, `pulp_entrypoint_state`, keyed by step: the code
+//! fingerprint the last successful `migrate` ran with and how many rows
+//! `django_migrations` had then; the hash of the admin password file last
+//! applied. Django ignores tables it does not own.
+//!
+//! The lock is a session-level advisory lock on a dedicated connection: if
+//! the holder dies (SIGKILL, node loss) PostgreSQL ends its session and frees
+//! the lock, and the next waiter's blocked `pg_advisory_lock` returns at once.
+
+use tokio_postgres::Client;
+
+/// `pg_advisory_lock(CLASS, OBJECT)`: "PULP" and 1, shown by `pg_locks` as classid/objid.
+pub const LOCK_CLASS: i32 = 0x5055_4c50;
+pub const LOCK_OBJECT: i32 = 1;
+/// Sent after a step finished, so waiting replicas look again at once.
+pub const CHANNEL: &str = "pulp_entrypoint_state";
+
+pub const MIGRATIONS_KEY: &str = "migrations";
+pub const ADMIN_PASSWORD_FILE_KEY: &str = "admin-password-file";
+
+/// A recorded step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub value: String,
+    pub applied_count: Option<i64>,
+    pub updated_by: String,
+    pub age_seconds: i64,
+}
+
+pub async fn ensure_table(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS pulp_entrypoint_state (
+                 key text PRIMARY KEY,
+                 value text NOT NULL,
+                 applied_count bigint,
+                 updated_at timestamptz NOT NULL DEFAULT now(),
+                 updated_by text NOT NULL
+             )",
+        )
+        .await
+}
+
+/// The record for `key`; `None` when there is none or the table does not exist yet.
+pub async fn read(client: &Client, key: &str) -> Result<Option<Record>, tokio_postgres::Error> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('pulp_entrypoint_state') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT value, applied_count, updated_by,
+                    extract(epoch FROM now() - updated_at)::bigint
+             FROM pulp_entrypoint_state WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|row| Record {
+        value: row.get(0),
+        applied_count: row.get(1),
+        updated_by: row.get(2),
+        age_seconds: row.get(3),
+    }))
+}
+
+pub async fn write(
+    client: &Client,
+    key: &str,
+    value: &str,
+    applied_count: Option<i64>,
+    updated_by: &str,
+) -> Result<(), tokio_postgres::Error> {
+    ensure_table(client).await?;
+    client
+        .execute(
+            "INSERT INTO pulp_entrypoint_state (key, value, applied_count, updated_by)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE SET value = $2, applied_count = $3,
+                 updated_at = now(), updated_by = $4",
+            &[&key, &value, &applied_count, &updated_by],
+        )
+        .await?;
+    client.batch_execute(&format!("NOTIFY {CHANNEL}")).await
+}
+
+/// Rows in `django_migrations`, or `None` before Django created the table.
+pub async fn applied_migrations(client: &Client) -> Result<Option<i64>, tokio_postgres::Error> {
+    let exists = client
+        .query_one("SELECT to_regclass('django_migrations') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(
+        client
+            .query_one("SELECT count(*) FROM django_migrations", &[])
+            .await?
+            .get(0),
+    ))
+}
+
+/// Whether a user named `admin` exists (Django's default user table).
+pub async fn admin_exists(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    let exists = client
+        .query_one("SELECT to_regclass('auth_user') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(false);
+    }
+    Ok(client
+        .query_opt("SELECT 1 FROM auth_user WHERE username = 'admin'", &[])
+        .await?
+        .is_some())
+}
+
+/// Block until this session holds the lock.
+pub async fn lock(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[&LOCK_CLASS, &LOCK_OBJECT],
+        )
+        .await
+        .map(drop)
+}
+
+pub async fn unlock(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&LOCK_CLASS, &LOCK_OBJECT],
+        )
+        .await
+        .map(drop)
+}
+
+/// Who holds the lock: application name, client address and seconds held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub application_name: String,
+    pub client: String,
+    pub held_seconds: i64,
+}
+
+pub async fn holder(client: &Client) -> Result<Option<Holder>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT coalesce(a.application_name, ''),
+                    coalesce(host(a.client_addr), 'local'),
+                    extract(epoch FROM now() - coalesce(a.state_change, a.backend_start))::bigint
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 2
+             LIMIT 1",
+            &[&(LOCK_CLASS as u32), &(LOCK_OBJECT as u32)],
+        )
+        .await?;
+    Ok(row.map(|row| Holder {
+        application_name: row.get(0),
+        client: row.get(1),
+        held_seconds: row.get(2),
+    }))
+}
