@@ -1,2 +1,247 @@
 //! PID 1 duties: spawn the child, forward signals, reap zombies, pass on exit codes.
+//!
+//! # Theory of operation
+//!
+//! A container's first process is its init. The kernel gives PID 1 no
+//! default signal actions (a SIGTERM without a handler does nothing) and
+//! makes it the parent of every orphan in the container, which stays a
+//! zombie until PID 1 waits for it. Pulp's servers do neither job for the
+//! whole container, so the entrypoint does it, the way tini does:
+//!
+//! 1. [`Init::new`] (once, first thing, inside the current-thread tokio
+//!    runtime) makes this process a child subreaper when it is not PID 1
+//!    (then orphans below it come to it instead of the host's init), and
+//!    installs a handler for every forwardable signal and SIGCHLD. Handlers
+//!    write the signal number into a self-pipe read on the runtime
+//!    (`signals`), so nothing runs in signal context but one send(2).
+//! 2. While the entrypoint has no child (waiting for PostgreSQL), the caller
+//!    selects its work against [`Init::termination_requested`], which reaps
+//!    zombies meanwhile and resolves on the first TERM, INT or QUIT. Other
+//!    signals are dropped: there is nobody to forward them to.
+//! 3. [`Init::supervise`] starts the child with `std::process::Command`
+//!    (not tokio's, whose own reaper would race our `waitpid(-1)`) in a
+//!    process group of its own, with a clean signal mask and default
+//!    dispositions, owning the terminal if we did (`spawn`). Then it waits
+//!    on two kinds of events, never polling:
+//!    - a signal: SIGCHLD reaps every dead process (`reap`); any other
+//!      signal is sent unchanged to the child's process group. The first
+//!      TERM/INT/QUIT also starts the [`StopPolicy`] clock.
+//!    - a stop step comes due: its signal goes to the group (`stop`), e.g.
+//!      SIGINT 10 s after the first SIGTERM for a worker, SIGKILL after 25 s.
+//!
+//!    It returns the child's [`ChildExit`] as soon as the child itself has
+//!    been reaped (after reaping whatever else was already dead): a
+//!    grandchild that lives on does not hold the entrypoint. As PID 1 the
+//!    kernel kills such leftovers when the entrypoint exits; as a subreaper
+//!    they are passed on to the next subreaper above.
+//! 4. [`exec`] is the alternative to supervising: replace the entrypoint with
+//!    the program (no reaping, no forwarding; the program is then PID 1).
+//!
+//! Termination is sticky: once TERM/INT/QUIT has arrived, later calls to
+//! `termination_requested` resolve at once, and `supervise` refuses to start
+//! another child ([`Pid1Error::Stopped`], exit 128+N), so a stop that came
+//! between `migrate` and the server does not start the server.
+//!
+//! Exit codes: [`ChildExit::exit_code`] is the child's code, or 128+N when
+//! signal N killed it; [`Pid1Error::exit_code`] is 127 (not found), 126 (not
+//! executable), 71 (other OS errors), 70 (internal), 128+N (stopped).
+//!
+//! Nothing else in the process may wait for children while an `Init` is
+//! being polled: `waitpid(-1)` would take their status (std's
+//! `Command::output`/`status` would then fail with ECHILD).
 
+mod error;
+mod reap;
+mod signals;
+mod spawn;
+mod stop;
+
+use std::process::Command;
+
+use nix::libc::c_int;
+use nix::sys::signal::Signal;
+use nix::unistd::{self, Pid};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+pub use error::Pid1Error;
+pub use reap::ChildExit;
+pub use stop::{StopPolicy, StopStep};
+
+use signals::SignalPipe;
+use stop::Schedule;
+
+/// This process acting as init: signal handlers installed, orphans adopted.
+#[derive(Debug)]
+pub struct Init {
+    signals: SignalPipe,
+    /// The first termination signal and when it arrived.
+    stopping: Option<(Signal, Instant)>,
+}
+
+impl Init {
+    /// Become a child subreaper unless PID 1, and install the signal handlers.
+    ///
+    /// Call once, inside a tokio runtime with I/O and time enabled, before
+    /// anything that waits: from here on TERM/INT/QUIT no longer kill this
+    /// process but are reported by [`Init::termination_requested`] or
+    /// forwarded by [`Init::supervise`]. The handlers stay installed for the
+    /// life of the process.
+    pub fn new() -> Result<Self, Pid1Error> {
+        if unistd::getpid().as_raw() != 1 {
+            nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Pid1Error::Setup {
+                what: "child subreaper",
+                source: errno.into(),
+            })?;
+        }
+        Ok(Init {
+            signals: SignalPipe::install()?,
+            stopping: None,
+        })
+    }
+
+    /// Resolves with the first TERM, INT or QUIT received (at once if one
+    /// already was), reaping zombies while it waits. Cancel safe, so it can
+    /// be raced against other work in `tokio::select!`.
+    pub async fn termination_requested(&mut self) -> Signal {
+        loop {
+            if let Some((signal, _)) = self.stopping {
+                return signal;
+            }
+            let signo = match self.signals.next().await {
+                Ok(signo) => signo,
+                Err(failure) => {
+                    // A local socket pair does not fail; if it did, signals
+                    // are lost and waiting forever is all that is left.
+                    error!("cannot receive signals any more: {failure}");
+                    return std::future::pending().await;
+                }
+            };
+            if signo == nix::libc::SIGCHLD {
+                if let Err(failure) = reap::reap_all(None) {
+                    warn!("could not reap child processes: {failure}");
+                }
+            } else if let Some(signal) = signals::termination(signo) {
+                self.stopping = Some((signal, Instant::now()));
+            } else {
+                debug!(
+                    "{} ignored: no child to forward it to",
+                    signals::name(signo)
+                );
+            }
+        }
+    }
+
+    /// Start `command` and act as its init until it exits: forward signals
+    /// to its process group, apply `stop` after the first TERM/INT/QUIT, reap
+    /// every zombie. Returns how the child ended.
+    pub async fn supervise(
+        &mut self,
+        command: Command,
+        stop: &StopPolicy,
+    ) -> Result<ChildExit, Pid1Error> {
+        let program = spawn::program_name(&command);
+        if let Some((signal, _)) = self.stopping {
+            return Err(Pid1Error::Stopped { signal, program });
+        }
+        let took_terminal = spawn::should_take_terminal();
+        let child = spawn::spawn(command, took_terminal)?;
+        let pid = Pid::from_raw(child.id() as i32);
+        // Never waited on through `child`: reaping goes through waitpid(-1).
+        drop(child);
+        debug!("started {program} as pid {pid}");
+
+        let result = self.watch(&program, pid, stop).await;
+        if took_terminal {
+            spawn::take_back_terminal();
+        }
+        if let Ok(exit) = &result {
+            debug!("{program} {exit}");
+        }
+        result
+    }
+
+    /// The event loop of [`Init::supervise`] for the child `pid`.
+    async fn watch(
+        &mut self,
+        program: &str,
+        pid: Pid,
+        stop: &StopPolicy,
+    ) -> Result<ChildExit, Pid1Error> {
+        let mut schedule: Option<Schedule> = None;
+        loop {
+            // Checked on every event, and first of all in case the child died
+            // before its SIGCHLD handler could matter.
+            let reaped = reap::reap_all(Some(pid.as_raw())).map_err(Pid1Error::Wait)?;
+            if let Some(exit) = reaped.main {
+                return Ok(exit);
+            }
+            if reaped.none_left {
+                return Err(Pid1Error::LostChild {
+                    program: program.to_string(),
+                    pid: pid.as_raw(),
+                });
+            }
+
+            let deadline = schedule.as_ref().and_then(Schedule::next_deadline);
+            tokio::select! {
+                received = self.signals.next() => {
+                    let signo = received.map_err(|source| Pid1Error::Setup {
+                        what: "signal socket",
+                        source,
+                    })?;
+                    if signo == nix::libc::SIGCHLD {
+                        continue;
+                    }
+                    forward(pid, signo);
+                    if let Some(signal) = signals::termination(signo) {
+                        let (_, since) = *self.stopping.get_or_insert((signal, Instant::now()));
+                        if schedule.is_none() {
+                            schedule = Some(Schedule::new(since, stop));
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    if let Some(schedule) = schedule.as_mut() {
+                        for step in schedule.take_due(Instant::now()) {
+                            info!(
+                                "{program} still running {:?} after {}: sending {}",
+                                step.after,
+                                self.stopping.map_or("the stop request", |(s, _)| s.as_str()),
+                                step.signal.as_str()
+                            );
+                            forward(pid, step.signal as c_int);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Replace this process with `command` (execvp). Returns only on failure.
+pub fn exec(command: Command) -> Pid1Error {
+    spawn::exec(command)
+}
+
+/// Send `signo` to the child's process group.
+fn forward(group: Pid, signo: c_int) {
+    debug!(
+        "forwarding {} to process group {group}",
+        signals::name(signo)
+    );
+    if let Err(failure) = spawn::signal_group(group, signo) {
+        warn!(
+            "could not send {} to process group {group}: {failure}",
+            signals::name(signo)
+        );
+    }
+}
+
+/// Sleep until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
