@@ -1,1 +1,342 @@
 //! Running the built `pulp-entrypoint` binary from tests.
+//!
+//! [`TestCommand`] builds an invocation (arguments, environment, optionally
+//! as PID 1 of a new PID namespace through `unshare --pid --fork
+//! --mount-proc`, which needs root); [`Running`] is a started one that can be
+//! signalled; [`Finished`] holds its exit status and output. Output goes to
+//! temporary files, not pipes: a grandchild that outlives the entrypoint
+//! would hold a pipe open and make reading it hang. Every wait is bounded and
+//! panics with the output so far when the bound is hit.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long any single wait in a test may take before it counts as a failure.
+/// Generous: the machines are small and shared.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The binary under test.
+pub fn entrypoint_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pulp-entrypoint"))
+}
+
+/// Poll `condition` until it holds; panic naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An invocation of the entrypoint, to be started with [`TestCommand::spawn`]
+/// or run to completion with [`TestCommand::run`].
+#[derive(Debug, Clone)]
+pub struct TestCommand {
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    pid_namespace: bool,
+}
+
+impl TestCommand {
+    /// `pulp-entrypoint` with no arguments yet.
+    pub fn new() -> Self {
+        TestCommand {
+            args: Vec::new(),
+            envs: Vec::new(),
+            pid_namespace: false,
+        }
+    }
+
+    /// `pulp-entrypoint run -- PROGRAM ARGS...`.
+    pub fn run_child<I, S>(words: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = TestCommand::new();
+        command.args(["run", "--"]).args(words);
+        command
+    }
+
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for arg in args {
+            self.arg(arg);
+        }
+        self
+    }
+
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Run the entrypoint as PID 1 of a new PID namespace (with its own /proc).
+    pub fn in_pid_namespace(&mut self) -> &mut Self {
+        self.pid_namespace = true;
+        self
+    }
+
+    /// Start it, stdin from /dev/null, output to temporary files.
+    pub fn spawn(&self) -> Running {
+        let binary = entrypoint_path();
+        let mut command = if self.pid_namespace {
+            let mut command = Command::new("unshare");
+            command
+                .args(["--pid", "--fork", "--mount-proc"])
+                .arg(&binary);
+            command
+        } else {
+            Command::new(&binary)
+        };
+        command.args(&self.args);
+        // The caller's PULP_* variables must not leak into the test.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PULP_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let stdout = tempfile::tempfile().expect("temporary file for stdout");
+        let stderr = tempfile::tempfile().expect("temporary file for stderr");
+        command
+            .stdin(Stdio::null())
+            .stdout(stdout.try_clone().expect("clone stdout file"))
+            .stderr(stderr.try_clone().expect("clone stderr file"));
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!(
+                "could not start {:?}: {error}{}",
+                command.get_program(),
+                if self.pid_namespace {
+                    " (unshare from util-linux is needed, and root)"
+                } else {
+                    ""
+                }
+            )
+        });
+        Running {
+            child: Some(child),
+            stdout,
+            stderr,
+            pid_namespace: self.pid_namespace,
+            binary,
+            entrypoint: None,
+            description: format!("{:?}", self.args),
+        }
+    }
+
+    /// Start it and wait (bounded by [`WAIT_LIMIT`]) until it exits.
+    pub fn run(&self) -> Finished {
+        self.spawn().wait()
+    }
+}
+
+impl Default for TestCommand {
+    fn default() -> Self {
+        TestCommand::new()
+    }
+}
+
+/// A started entrypoint. Dropping it kills whatever is left.
+#[derive(Debug)]
+pub struct Running {
+    child: Option<Child>,
+    stdout: File,
+    stderr: File,
+    pid_namespace: bool,
+    binary: PathBuf,
+    entrypoint: Option<Pid>,
+    description: String,
+}
+
+impl Running {
+    /// The entrypoint's pid as seen from the test: the spawned process, or
+    /// under `unshare` the child of unshare once it has exec'd the binary.
+    pub fn entrypoint_pid(&mut self) -> Pid {
+        if let Some(pid) = self.entrypoint {
+            return pid;
+        }
+        let spawned = self.spawned_pid();
+        let pid = if self.pid_namespace {
+            let mut found = None;
+            let binary = self.binary.clone();
+            wait_until(
+                "the entrypoint to start inside the PID namespace",
+                WAIT_LIMIT,
+                || {
+                    found = children_of(spawned)
+                        .into_iter()
+                        .find(|pid| runs_binary(*pid, &binary));
+                    found.is_some()
+                },
+            );
+            found.expect("found above")
+        } else {
+            spawned
+        };
+        self.entrypoint = Some(pid);
+        pid
+    }
+
+    /// Send `signal` to the entrypoint.
+    pub fn signal(&mut self, signal: Signal) {
+        self.signal_raw(signal as i32);
+    }
+
+    /// Send signal number `signo` (real-time signals included) to the entrypoint.
+    pub fn signal_raw(&mut self, signo: i32) {
+        let pid = self.entrypoint_pid();
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let result = unsafe { nix::libc::kill(pid.as_raw(), signo) };
+        assert_eq!(
+            result,
+            0,
+            "could not send signal {signo} to the entrypoint {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Wait until it exits, at most [`WAIT_LIMIT`].
+    pub fn wait(self) -> Finished {
+        self.wait_at_most(WAIT_LIMIT)
+    }
+
+    /// Wait until it exits, at most `limit`; on timeout kill it and panic with its output.
+    pub fn wait_at_most(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        let mut child = self.child.take().expect("waited once");
+        let status = loop {
+            match child.try_wait().expect("try_wait on the entrypoint") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let (stdout, stderr) = self.output();
+                    panic!(
+                        "the entrypoint {} did not exit within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                        self.description
+                    );
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let (stdout, stderr) = self.output();
+        Finished {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn spawned_pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("still running").id() as i32)
+    }
+
+    fn output(&mut self) -> (String, String) {
+        (read_all(&mut self.stdout), read_all(&mut self.stderr))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Killing the namespace's PID 1 kills everything in the namespace.
+            if let Some(pid) = self.entrypoint {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How a run ended and what it printed.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The exit code; panics (with the output) if a signal killed the process.
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("the entrypoint was killed: {self}"))
+    }
+
+    /// Assert the exit code, showing the output when it differs.
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(self.code(), expected, "unexpected exit code: {self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+fn read_all(file: &mut File) -> String {
+    let mut text = String::new();
+    file.rewind().expect("rewind output file");
+    file.read_to_string(&mut text).expect("read output file");
+    text
+}
+
+/// The processes whose parent is `parent`, from /proc.
+pub fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| proc_stat(Pid::from_raw(*pid)).is_some_and(|(_, ppid)| ppid == parent))
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// State letter and parent pid of `pid`, or `None` once it is gone.
+pub fn proc_stat(pid: Pid) -> Option<(char, Pid)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, Pid::from_raw(ppid)))
+}
+
+fn runs_binary(pid: Pid, binary: &Path) -> bool {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let binary = binary.canonicalize().unwrap_or_else(|_| binary.to_owned());
+    exe == binary
+}
