@@ -6,7 +6,7 @@
 //! `postgres` waits for the database, `roles` builds the server command lines,
 //! and `pid1` supervises the child as a proper init.
 
-// pub mod app; (wired once pid1, postgres and settings expose their APIs)
+pub mod app;
 pub mod cli;
 pub mod duration;
 pub mod environment;

@@ -1,3 +1,5 @@
+//! The binary: everything happens in `app`, which returns the exit code.
+
 fn main() {
-    println!("pulp-entrypoint");
+    std::process::exit(pulp_entrypoint::app::main(std::env::args_os().collect()));
 }

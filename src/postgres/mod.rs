@@ -32,3 +32,9 @@ pub async fn wait_for_postgres(
     let _ = (db, policy);
     Err(WaitError::NotImplemented)
 }
+
+impl WaitError {
+    pub fn exit_code(&self) -> i32 {
+        crate::exit::DATABASE_UNAVAILABLE
+    }
+}

@@ -108,3 +108,17 @@ pub fn load(env: &Environment) -> Result<PulpSettings, SettingsError> {
         reason: "not implemented yet".into(),
     })
 }
+
+/// One line of `pulp-entrypoint config`.
+#[derive(Debug, Clone)]
+pub struct ReportLine {
+    pub key: String,
+    pub value: String,
+    pub source: crate::sourced::Source,
+}
+
+impl PulpSettings {
+    pub fn report(&self) -> Vec<ReportLine> {
+        Vec::new()
+    }
+}
