@@ -15,9 +15,11 @@ use tracing::{info, warn};
 use crate::cli::{self, CliError, Command};
 use crate::environment::Environment;
 use crate::exit;
+use crate::migrate::coordinator::PrepareError;
 use crate::options::{OPTION_KEYS, Options, OptionsError};
 use crate::pid1::{self, Init, Pid1Error, StopPolicy, StopStep};
 use crate::postgres::{self, WaitError, WaitPolicy};
+use crate::prepare;
 use crate::roles::{self, CommandLine, Host, Role, RoleConfigError};
 use crate::settings::{self, PulpSettings, SettingsError};
 
@@ -38,6 +40,8 @@ pub enum Error {
     Postgres(#[from] WaitError),
     #[error(transparent)]
     Pid1(#[from] Pid1Error),
+    #[error(transparent)]
+    Prepare(PrepareError),
     #[error(
         "pulp-resource-manager was removed in pulpcore 3.16 (tasks no longer go through a resource manager): run pulp-worker instead"
     )]
@@ -56,6 +60,17 @@ impl Error {
             Error::Options(_) | Error::Settings(_) | Error::Role(_) => exit::CONFIG,
             Error::Postgres(error) => error.exit_code(),
             Error::Pid1(error) => error.exit_code(),
+            Error::Prepare(error) => match error {
+                PrepareError::Setup(_) | PrepareError::Marker { .. } => exit::CANNOT_CREATE,
+                PrepareError::Connect(_) => exit::DATABASE_UNAVAILABLE,
+                PrepareError::Database { .. } => exit::DATABASE_ERROR,
+                PrepareError::PasswordFile { .. } => exit::CONFIG,
+                PrepareError::Spawn(_) => exit::OS_ERROR,
+                PrepareError::StepFailed { .. } | PrepareError::LockTimeout { .. } => {
+                    exit::START_PHASE
+                }
+                PrepareError::Stopped(signal) => exit::SIGNAL_BASE + signal,
+            },
             Error::Runtime(_) => exit::OS_ERROR,
             Error::Stopped { signal, .. } => exit::SIGNAL_BASE + *signal as i32,
         }
@@ -119,6 +134,13 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
                 Ok(exit::SUCCESS)
             })
         }
+        Command::Migrate => {
+            start_phase_only(prepare::Steps::migrate_only(&options), &options, &env)
+        }
+        Command::WaitMigrations => {
+            start_phase_only(prepare::Steps::wait_only(&options), &options, &env)
+        }
+        Command::Init => start_phase_only(prepare::Steps::init_only(&options), &options, &env),
         Command::Api(args) => start_role(Role::Api, args.args, &options, &env),
         Command::Content(args) => start_role(Role::Content, args.args, &options, &env),
         Command::Worker(args) => start_role(Role::Worker, args.args, &options, &env),
@@ -165,8 +187,47 @@ fn start_role(
     block_on(async {
         let mut init = Init::new()?;
         wait_for_database(&mut init, &settings, options).await?;
+        let steps = prepare::Steps::for_role(role, options);
+        start_phase(&mut init, &settings, env, steps, role.name(), options).await?;
         supervise_or_exec(&mut init, role.name(), &line, &stop, options).await
     })
+}
+
+/// `migrate`, `wait-migrations`, `init`: the start phase alone, then exit 0.
+fn start_phase_only(
+    steps: prepare::Steps,
+    options: &Options,
+    env: &Environment,
+) -> Result<i32, Error> {
+    let settings = settings::load(env)?;
+    block_on(async {
+        let mut init = Init::new()?;
+        wait_for_database(&mut init, &settings, options).await?;
+        start_phase(&mut init, &settings, env, steps, "pulp-entrypoint", options).await?;
+        Ok(exit::SUCCESS)
+    })
+}
+
+async fn start_phase(
+    init: &mut Init,
+    settings: &PulpSettings,
+    env: &Environment,
+    steps: prepare::Steps,
+    role: &str,
+    options: &Options,
+) -> Result<(), Error> {
+    let host = nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown-host".into());
+    let who = format!("{role} on {host} pid {}", std::process::id());
+    match prepare::run(init, settings, env, steps, who, options.stop_grace.value).await {
+        Ok(()) => Ok(()),
+        Err(PrepareError::Stopped(signo)) => Err(Error::Stopped {
+            signal: Signal::try_from(signo).unwrap_or(Signal::SIGTERM),
+            doing: "preparing the database",
+        }),
+        Err(error) => Err(Error::Prepare(error)),
+    }
 }
 
 fn run_child(line: &CommandLine, stop: &StopPolicy, options: &Options) -> Result<i32, Error> {

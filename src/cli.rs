@@ -17,6 +17,8 @@ ROLES
   pulp-api [ARGS]        wait for PostgreSQL, then run pulpcore-api (gunicorn) on port 24817
   pulp-content [ARGS]    wait for PostgreSQL, then run pulpcore-content on port 24816
   pulp-worker [ARGS]     wait for PostgreSQL, then run pulpcore-worker
+  Each role first applies pending migrations (and the api role collectstatic) exactly once
+  however many replicas start together, and sets the admin password on first run.
   ARGS are appended to the server's command line; a flag given there replaces the entrypoint's.
   Any other command (pulpcore-manager migrate, bash) runs as it is, under the PID 1 duties.
 
@@ -41,7 +43,8 @@ EXIT CODES
   78        invalid configuration (settings file, entrypoint.toml, environment variable)
   126, 127  the command could not be executed / was not found
   143       stopped by SIGTERM while waiting (128+15)
-  wait_on_postgres.py exits 0 or 1 only, as the script it replaces.";
+  wait_on_postgres.py and wait_on_database_migrations.sh exit 0 or 1 only, as the scripts
+  they replace.";
 
 /// Start Pulp in a container: wait for PostgreSQL, then run and supervise a Pulp server as PID 1.
 #[derive(Debug, Parser)]
@@ -83,6 +86,12 @@ pub struct OptionFlags {
     /// Name pulpcore registers for each process [default: {pid}@{hostname}-<random>]
     #[arg(long, value_name = "TEMPLATE")]
     pub name_template: Option<String>,
+    /// Do not run migrations: wait until someone else (a job) applied them
+    #[arg(long)]
+    pub no_migrate: bool,
+    /// Give up waiting for another replica's migrations after this long [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
     /// Forward signals to the child or to its process group [default: child]
     #[arg(long, value_name = "child|group")]
     pub signal_target: Option<String>,
@@ -103,8 +112,12 @@ impl OptionFlags {
         put("log_format", &self.log_format);
         put("name_template", &self.name_template);
         put("signal_target", &self.signal_target);
+        put("lock_timeout", &self.lock_timeout);
         if self.exec {
             values.insert("exec", "true".into());
+        }
+        if self.no_migrate {
+            values.insert("migrate", "false".into());
         }
         values
     }
@@ -126,6 +139,12 @@ pub enum Command {
     ResourceManager(RoleArgs),
     /// Wait until PostgreSQL accepts the login Pulp will use, then exit 0
     WaitPostgres,
+    /// Wait for PostgreSQL, apply pending migrations (once, under a lock), then exit
+    Migrate,
+    /// Wait for PostgreSQL and until every migration is applied, without applying any
+    WaitMigrations,
+    /// First-run setup: directories, encryption key, admin password; then exit
+    Init,
     /// Print the effective configuration and where each value comes from (secrets redacted)
     Config,
     /// Run any command with only the PID 1 duties (signals, zombies, exit code)
@@ -170,6 +189,7 @@ pub const LINK_NAMES: &[(&str, &str)] = &[
     ("pulp-worker", "pulp-worker"),
     ("pulp-resource-manager", "pulp-resource-manager"),
     ("wait_on_postgres.py", "wait-postgres"),
+    ("wait_on_database_migrations.sh", "wait-migrations"),
 ];
 
 pub fn parse(argv: Vec<OsString>) -> Result<Invocation, CliError> {
@@ -211,7 +231,10 @@ pub fn parse(argv: Vec<OsString>) -> Result<Invocation, CliError> {
     })?;
     Ok(Invocation {
         cli,
-        legacy_exit_codes: name == "wait_on_postgres.py",
+        legacy_exit_codes: matches!(
+            name.as_str(),
+            "wait_on_postgres.py" | "wait_on_database_migrations.sh"
+        ),
     })
 }
 

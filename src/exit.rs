@@ -24,6 +24,11 @@ pub const OS_ERROR: i32 = 71;
 pub const DATABASE_AUTH: i32 = 77;
 /// The configuration is invalid (settings file, entrypoint.toml, environment variable).
 pub const CONFIG: i32 = 78;
+/// A directory or the encryption key could not be created.
+pub const CANNOT_CREATE: i32 = 73;
+/// A start-phase step failed: `pulpcore-manager migrate`/`collectstatic`/the admin
+/// password, or the wait for another replica's migrations timed out.
+pub const START_PHASE: i32 = 75;
 /// The command exists but could not be executed.
 pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.

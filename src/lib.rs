@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod options;
 pub mod pid1;
 pub mod postgres;
+pub mod prepare;
 pub mod roles;
 pub mod settings;
 pub mod sourced;

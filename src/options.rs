@@ -53,6 +53,16 @@ pub const OPTION_KEYS: &[(&str, &str, &str)] = &[
         "name pulpcore registers for each api/content/worker process; unique per start by default",
     ),
     (
+        "migrate",
+        "true",
+        "run pending migrations (once, under a lock); false: only wait for someone else to apply them",
+    ),
+    (
+        "lock_timeout",
+        "1h",
+        "give up waiting for another replica's migrations (or for --no-migrate's job) after this long",
+    ),
+    (
         "signal_target",
         "child",
         "forward signals to the child only (child) or to its whole process group (group)",
@@ -90,6 +100,8 @@ pub struct Options {
     /// `None` means: the default template with a random suffix.
     pub name_template: Sourced<Option<String>>,
     pub signal_target: Sourced<SignalTarget>,
+    pub migrate: Sourced<bool>,
+    pub lock_timeout: Sourced<Duration>,
     /// `PULP_ENTRYPOINT_*` variables that name no option (probably typos).
     pub unknown_env: Vec<String>,
 }
@@ -162,6 +174,8 @@ impl Options {
                     "'{other}' is not a signal target: use child or group"
                 )),
             })?,
+            migrate: layers.resolve("migrate", parse_bool)?,
+            lock_timeout: layers.resolve("lock_timeout", duration::parse)?,
             unknown_env: env
                 .with_prefix(ENV_PREFIX)
                 .map(|(name, _)| name)
@@ -213,6 +227,16 @@ impl Options {
                     .clone()
                     .unwrap_or_else(|| "{pid}@{hostname}-<random>".to_string()),
                 &self.name_template.source,
+            ),
+            line(
+                "migrate",
+                self.migrate.value.to_string(),
+                &self.migrate.source,
+            ),
+            line(
+                "lock_timeout",
+                duration(&self.lock_timeout),
+                &self.lock_timeout.source,
             ),
             line(
                 "signal_target",

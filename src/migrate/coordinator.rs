@@ -52,13 +52,18 @@ pub trait Connect {
     fn open(&self, purpose: &str) -> impl Future<Output = Result<Session, PrepareError>>;
 }
 
-/// Runs `pulpcore-manager` with arguments (and stdin from a file), returning its exit code.
+/// Runs `pulpcore-manager` with arguments (and stdin from a file), returning
+/// its exit code; and tells when the entrypoint is asked to stop, so that the
+/// waits here end at once on SIGTERM (the shutdown future of mini-redis).
 pub trait Manager {
     fn run(
         &mut self,
         args: &[&str],
         stdin: Option<std::fs::File>,
     ) -> impl Future<Output = Result<i32, PrepareError>>;
+
+    /// Resolves with the signal number when a stop was requested. Cancel safe.
+    fn terminated(&mut self) -> impl Future<Output = i32>;
 }
 
 /// What this start should take care of.
@@ -106,6 +111,11 @@ pub enum PrepareError {
     Marker { path: PathBuf, reason: String },
     #[error("{0}")]
     Spawn(String),
+    #[error("{0}")]
+    Setup(#[from] super::setup::SetupError),
+    /// A stop was requested (signal number); not a failure of the setup.
+    #[error("stopped by signal {0} during the start phase")]
+    Stopped(i32),
 }
 
 fn db(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PrepareError {
@@ -134,7 +144,7 @@ enum AdminPassword {
     File { hash: String },
 }
 
-/// Run the whole coordination. Returns what was done, for the log.
+/// Run the whole coordination; each phase logs what it did and how long it took.
 pub async fn prepare(
     connect: &impl Connect,
     manager: &mut impl Manager,
@@ -164,12 +174,8 @@ pub async fn prepare(
         migrations: migrations.as_ref(),
         statics: statics.as_ref(),
     };
+    // Without a fingerprint `needs.migrate` is always true: doubt never becomes "done".
     let mut needs = check.needs(&watch.client).await?;
-    if !needs.migrate && migrations.is_none() && !plan.migrate {
-        // Unreachable by construction (no fingerprint means migrate is needed),
-        // kept explicit: doubt never becomes "done".
-        needs.migrate = true;
-    }
     info!(
         phase = "check",
         duration_ms = started.elapsed().as_millis() as u64,
@@ -190,7 +196,7 @@ pub async fn prepare(
     // --no-migrate: wait (without the lock) until someone else migrated.
     if needs.migrate && !plan.migrate {
         if migrations.is_none() || !ask_django_check(manager).await? {
-            wait_for_migrations(&check, &mut watch, plan).await?;
+            wait_for_migrations(&check, &mut watch, manager, plan).await?;
         } else if let Some(print) = &migrations {
             record_migrations(&watch.client, print, plan).await?;
         }
@@ -201,7 +207,7 @@ pub async fn prepare(
     }
 
     let lock_started = Instant::now();
-    let Some(lock) = acquire_lock(connect, &check, &mut watch, plan).await? else {
+    let Some(lock) = acquire_lock(connect, &check, &mut watch, manager, plan).await? else {
         info!(
             phase = "lock",
             duration_ms = lock_started.elapsed().as_millis() as u64,
@@ -347,6 +353,7 @@ async fn record_migrations(
 async fn wait_for_migrations(
     check: &Checker<'_>,
     watch: &mut Session,
+    manager: &mut impl Manager,
     plan: &Plan,
 ) -> Result<(), PrepareError> {
     let started = Instant::now();
@@ -356,6 +363,7 @@ async fn wait_for_migrations(
     let mut log = tokio::time::interval(LOG_INTERVAL);
     loop {
         tokio::select! {
+            signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
             _ = watch.notifications.recv() => {}
             _ = poll.tick() => {}
             _ = log.tick() => {
@@ -389,6 +397,7 @@ async fn acquire_lock(
     connect: &impl Connect,
     check: &Checker<'_>,
     watch: &mut Session,
+    manager: &mut impl Manager,
     plan: &Plan,
 ) -> Result<Option<Session>, PrepareError> {
     let lock = connect.open("lock").await?;
@@ -408,6 +417,7 @@ async fn acquire_lock(
                     result.map_err(db("taking the setup lock"))?;
                     break true;
                 }
+                signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
                 _ = watch.notifications.recv() => {}
                 _ = poll.tick() => {}
                 _ = log.tick() => {

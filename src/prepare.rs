@@ -1,0 +1,217 @@
+//! The start phase of a role: local setup, then the database steps of
+//! `migrate::coordinator`, wired to the real database and to
+//! `pulpcore-manager` run under the PID 1 duties.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::environment::Environment;
+use crate::migrate::coordinator::{self, Connect, Manager, Plan, PrepareError, Session};
+use crate::migrate::{python_env, setup};
+use crate::options::Options;
+use crate::pid1::{Init, StopPolicy, StopStep};
+use crate::roles::Role;
+use crate::settings::{DatabaseSettings, PulpSettings};
+use crate::sourced::Secret;
+
+/// What the caller asks of the start phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Steps {
+    /// Directories and the encryption key.
+    pub local_setup: bool,
+    /// Apply migrations (false: wait until someone else did).
+    pub migrate: bool,
+    pub collectstatic: bool,
+    pub admin_password: bool,
+    pub lock_timeout: Duration,
+}
+
+impl Steps {
+    /// A server role: everything; collectstatic only for the API, which serves the files.
+    pub fn for_role(role: Role, options: &Options) -> Steps {
+        Steps {
+            local_setup: true,
+            migrate: options.migrate.value,
+            collectstatic: role == Role::Api,
+            admin_password: true,
+            lock_timeout: options.lock_timeout.value,
+        }
+    }
+
+    /// `pulp-entrypoint migrate`: migrations only (the job deployments run).
+    pub fn migrate_only(options: &Options) -> Steps {
+        Steps {
+            local_setup: false,
+            migrate: true,
+            collectstatic: false,
+            admin_password: false,
+            lock_timeout: options.lock_timeout.value,
+        }
+    }
+
+    /// `wait-migrations`: wait until every migration is applied, change nothing.
+    pub fn wait_only(options: &Options) -> Steps {
+        Steps {
+            migrate: false,
+            ..Steps::migrate_only(options)
+        }
+    }
+
+    /// `init`: local setup and the admin password, once migrations are applied.
+    pub fn init_only(options: &Options) -> Steps {
+        Steps {
+            local_setup: true,
+            admin_password: true,
+            ..Steps::wait_only(options)
+        }
+    }
+}
+
+/// Connections for the coordinator, with an application name that
+/// `pg_stat_activity` shows to the replicas waiting on this one.
+struct Database<'a> {
+    settings: &'a DatabaseSettings,
+    application_name: String,
+}
+
+impl Connect for Database<'_> {
+    async fn open(&self, purpose: &str) -> Result<Session, PrepareError> {
+        let name = format!("{} ({purpose})", self.application_name);
+        connect_with_notifications(self.settings, &name).await
+    }
+}
+
+/// A plain connection whose notifications are forwarded to a channel.
+/// (Interim: to be replaced by the postgres module's connect, which adds TLS and DNS.)
+async fn connect_with_notifications(
+    settings: &DatabaseSettings,
+    application_name: &str,
+) -> Result<Session, PrepareError> {
+    use futures_util::StreamExt;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .dbname(&settings.name.value)
+        .user(&settings.user.value)
+        .port(settings.port.value)
+        .application_name(application_name);
+    match settings.host.as_ref().map(|h| h.value.as_str()) {
+        Some(host) if !host.is_empty() => config.host(host),
+        _ => config.host_path("/var/run/postgresql"),
+    };
+    if let Some(password) = &settings.password {
+        config.password(password.value.expose());
+    }
+    let (client, mut connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|error| PrepareError::Connect(format!("cannot connect to PostgreSQL: {error}")))?;
+    let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                let _ = sender.send(());
+            }
+        }
+    });
+    Ok(Session {
+        client,
+        notifications,
+    })
+}
+
+/// `pulpcore-manager` as a supervised child: a SIGTERM during a migration
+/// reaches Django, and its output goes to the container log.
+struct SupervisedManager<'a> {
+    init: &'a mut Init,
+    stop: StopPolicy,
+}
+
+impl Manager for SupervisedManager<'_> {
+    async fn run(
+        &mut self,
+        args: &[&str],
+        stdin: Option<std::fs::File>,
+    ) -> Result<i32, PrepareError> {
+        let mut command = std::process::Command::new("pulpcore-manager");
+        command.args(args);
+        if let Some(file) = stdin {
+            command.stdin(file);
+        }
+        let exit = self
+            .init
+            .supervise(command, &self.stop)
+            .await
+            .map_err(|error| PrepareError::Spawn(error.to_string()))?;
+        // A stop forwarded to pulpcore-manager is a stop, not a failed step.
+        if let Some(signal) =
+            futures_util::FutureExt::now_or_never(self.init.termination_requested())
+        {
+            return Err(PrepareError::Stopped(signal as i32));
+        }
+        Ok(exit.exit_code())
+    }
+
+    async fn terminated(&mut self) -> i32 {
+        self.init.termination_requested().await as i32
+    }
+}
+
+/// Run the start phase. `who` names this process in the records and in
+/// `pg_stat_activity` ("pulp-api on host-1").
+pub async fn run(
+    init: &mut Init,
+    settings: &PulpSettings,
+    env: &Environment,
+    steps: Steps,
+    who: String,
+    stop_grace: Duration,
+) -> Result<(), PrepareError> {
+    if steps.local_setup {
+        let started = Instant::now();
+        let report = setup::prepare_local(settings)?;
+        for dir in &report.created_directories {
+            info!("created {}", dir.display());
+        }
+        if let Some(key) = &report.created_key {
+            warn!(
+                "created the database field encryption key {}: every Pulp process of this installation must use this same file (mount it from a Secret), or encrypted fields become unreadable",
+                key.display()
+            );
+        }
+        info!(
+            phase = "init",
+            duration_ms = started.elapsed().as_millis() as u64,
+            "directories and key ready"
+        );
+    }
+    let plan = Plan {
+        migrate: steps.migrate,
+        collectstatic: steps.collectstatic,
+        admin_password: steps.admin_password,
+        lock_timeout: steps.lock_timeout,
+        who: who.clone(),
+        package_roots: python_env::package_roots(env.get("PATH").map(std::ffi::OsStr::new)),
+        static_root: settings.static_root.value.clone(),
+        default_admin_password: env
+            .get("PULP_DEFAULT_ADMIN_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+        admin_password_file: coordinator::ADMIN_PASSWORD_FILE.into(),
+    };
+    let database = Database {
+        settings: &settings.database,
+        application_name: format!("pulp-entrypoint {who}"),
+    };
+    let mut manager = SupervisedManager {
+        init,
+        stop: StopPolicy {
+            steps: vec![StopStep {
+                after: stop_grace,
+                signal: nix::sys::signal::Signal::SIGKILL,
+            }],
+        },
+    };
+    coordinator::prepare(&database, &mut manager, &plan).await
+}
