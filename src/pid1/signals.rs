@@ -103,14 +103,19 @@ impl SignalPipe {
             .iter()
             .map(|signal| *signal as c_int)
             .chain([libc::SIGCHLD]);
+        let mut handled = Vec::new();
         for signo in required {
             register(signo, &writer).map_err(setup("signal handlers"))?;
+            handled.push(signo);
         }
         for signo in optional_signals() {
-            if let Err(error) = register(signo, &writer) {
-                warn!("{} will not be forwarded: {error}", name(signo));
+            match register(signo, &writer) {
+                Ok(()) => handled.push(signo),
+                Err(error) => warn!("{} will not be forwarded: {error}", name(signo)),
             }
         }
+        // A mask inherited from whoever started us would hold them back.
+        unblock(&handled).map_err(setup("signal mask"))?;
         Ok(SignalPipe {
             reader,
             queue: VecDeque::new(),
@@ -138,6 +143,23 @@ impl SignalPipe {
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+/// Unblock `signals` in this thread (and so in threads it starts later).
+fn unblock(signals: &[c_int]) -> io::Result<()> {
+    // SAFETY: `set` is a valid sigset_t, initialised by sigemptyset.
+    let result = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signo in signals {
+            libc::sigaddset(&mut set, *signo);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut())
+    };
+    match result {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
     }
 }
 

@@ -2,15 +2,16 @@
 //!
 //! The child runs in a process group of its own so that a forwarded signal
 //! reaches everything it started (gunicorn's workers, a shell's pipeline)
-//! with one kill(-pgid). It must start as if no init were in between: std
-//! clears the signal mask, and [`reset_dispositions`] (run between fork and
-//! exec) puts every signal back to its default action, since ignored
-//! signals (SIG_IGN) would otherwise be inherited across exec.
+//! with one kill(-pgid). It must start as if no init were in between:
+//! [`clean_signal_state`] (run between fork and exec) puts every signal back
+//! to its default action, since ignored signals (SIG_IGN) would otherwise be
+//! inherited across exec, and then clears the signal mask, which std leaves
+//! as the parent's.
 //!
 //! While std forks, this thread blocks every signal, so the forked copy
-//! cannot run our handler (which would write into our self-pipe) before it
-//! has left our process group; signals that arrive meanwhile stay pending for
-//! us and are forwarded once spawn has returned, i.e. after the exec.
+//! cannot run our handler (which would write into our self-pipe) before its
+//! dispositions are reset; signals that arrive meanwhile stay pending for us
+//! and are forwarded once spawn has returned, i.e. after the exec.
 //!
 //! When stdin is a terminal and this process is in its foreground group, the
 //! child's group is made the foreground group (as tini does), so an
@@ -45,7 +46,7 @@ pub(super) fn spawn(mut command: Command, take_terminal: bool) -> Result<Child, 
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
             }
-            reset_dispositions(max);
+            clean_signal_state(max);
             Ok(())
         });
     }
@@ -72,22 +73,28 @@ pub(super) fn exec(mut command: Command) -> Pid1Error {
     // SAFETY: the closure only makes async-signal-safe system calls.
     unsafe {
         command.pre_exec(move || {
-            reset_dispositions(max);
+            clean_signal_state(max);
             Ok(())
         });
     }
     Pid1Error::from_start(program, command.exec())
 }
 
-/// Every signal back to SIG_DFL. Runs between fork and exec, so it makes
-/// system calls only. Errors are ignored: KILL, STOP and the C library's
-/// reserved real-time signals refuse, and already are as they must be.
-fn reset_dispositions(max: c_int) {
-    for signo in 1..=max {
-        // SAFETY: signal(2) is async-signal-safe.
-        unsafe {
+/// Every signal back to SIG_DFL, then nothing blocked. Runs between fork and
+/// exec, so it makes system calls only. Errors are ignored: KILL, STOP and
+/// the C library's reserved real-time signals refuse, and already are as
+/// they must be. Dispositions go first: while signals are still blocked our
+/// handler cannot run in this copy of the process.
+fn clean_signal_state(max: c_int) {
+    // SAFETY: signal(2), sigemptyset(3) and sigprocmask(2) are
+    // async-signal-safe; `set` is a valid sigset_t.
+    unsafe {
+        for signo in 1..=max {
             libc::signal(signo, libc::SIG_DFL);
         }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 
