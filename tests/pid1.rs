@@ -358,6 +358,56 @@ fn a_file_that_is_not_executable_gives_126() {
     assert!(!finished.stdout.contains("should not run"), "{finished}");
 }
 
+// ---------------------------------------------------------------- terminal
+
+/// Runs its arguments on a new pseudo-terminal (as their controlling terminal
+/// and stdin), copies what they print to stdout, and exits with their code.
+const PTY_LAUNCHER: &str = r#"
+import os, pty, sys
+
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:  # EIO once nobody holds the terminal any more
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn the_child_gets_the_terminal_foreground() {
+    let report = "import os; print('groups', os.getpgrp(), os.tcgetpgrp(0), os.getppid())";
+    let mut command = TestCommand::run_child(["python3", "-c", report]);
+    command.launched_by(["python3", "-c", PTY_LAUNCHER]);
+    let finished = command.run();
+    finished.assert_code(0);
+    let line = finished
+        .stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("groups "))
+        .unwrap_or_else(|| panic!("no report from the child: {finished}"));
+    let numbers: Vec<i32> = line
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let [group, foreground, entrypoint] = numbers[..] else {
+        panic!("bad report {line:?}");
+    };
+    assert_ne!(group, entrypoint, "the child needs its own process group");
+    assert_eq!(
+        foreground, group,
+        "the child's group must be the terminal's foreground group"
+    );
+}
+
 // ---------------------------------------------------------------- leftovers
 
 fn a_grandchild_outliving_the_child_does_not_hold_the_exit(mode: Mode) {

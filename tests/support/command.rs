@@ -1,8 +1,8 @@
 //! Running the built `pulp-entrypoint` binary from tests.
 //!
 //! [`TestCommand`] builds an invocation (arguments, environment, optionally
-//! as PID 1 of a new PID namespace through `unshare --pid --fork
-//! --mount-proc`, which needs root); [`Running`] is a started one that can be
+//! started by a launcher such as `unshare --pid --fork --mount-proc`, which
+//! makes it PID 1 of a new PID namespace and needs root); [`Running`] is a started one that can be
 //! signalled; [`Finished`] holds its exit status and output. Output goes to
 //! temporary files, not pipes: a grandchild that outlives the entrypoint
 //! would hold a pipe open and make reading it hang. Every wait is bounded and
@@ -45,7 +45,8 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 pub struct TestCommand {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
-    pid_namespace: bool,
+    /// A program (and its arguments) that starts the entrypoint as its child.
+    launcher: Vec<OsString>,
 }
 
 impl TestCommand {
@@ -54,7 +55,7 @@ impl TestCommand {
         TestCommand {
             args: Vec::new(),
             envs: Vec::new(),
-            pid_namespace: false,
+            launcher: Vec::new(),
         }
     }
 
@@ -93,21 +94,33 @@ impl TestCommand {
 
     /// Run the entrypoint as PID 1 of a new PID namespace (with its own /proc).
     pub fn in_pid_namespace(&mut self) -> &mut Self {
-        self.pid_namespace = true;
+        self.launched_by(["unshare", "--pid", "--fork", "--mount-proc"])
+    }
+
+    /// Start the entrypoint through `launcher`, which gets the entrypoint's
+    /// path and arguments appended and must run it as its direct child.
+    pub fn launched_by<I, S>(&mut self, launcher: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.launcher = launcher
+            .into_iter()
+            .map(|word| word.as_ref().to_owned())
+            .collect();
         self
     }
 
     /// Start it, stdin from /dev/null, output to temporary files.
     pub fn spawn(&self) -> Running {
         let binary = entrypoint_path();
-        let mut command = if self.pid_namespace {
-            let mut command = Command::new("unshare");
-            command
-                .args(["--pid", "--fork", "--mount-proc"])
-                .arg(&binary);
-            command
-        } else {
-            Command::new(&binary)
+        let mut command = match self.launcher.split_first() {
+            Some((launcher, args)) => {
+                let mut command = Command::new(launcher);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
         };
         command.args(&self.args);
         // The caller's PULP_* variables must not leak into the test.
@@ -127,7 +140,7 @@ impl TestCommand {
             panic!(
                 "could not start {:?}: {error}{}",
                 command.get_program(),
-                if self.pid_namespace {
+                if self.launcher.first().is_some_and(|l| l == "unshare") {
                     " (unshare from util-linux is needed, and root)"
                 } else {
                     ""
@@ -138,7 +151,7 @@ impl TestCommand {
             child: Some(child),
             stdout,
             stderr,
-            pid_namespace: self.pid_namespace,
+            launched: !self.launcher.is_empty(),
             binary,
             entrypoint: None,
             description: format!("{:?}", self.args),
@@ -163,7 +176,7 @@ pub struct Running {
     child: Option<Child>,
     stdout: File,
     stderr: File,
-    pid_namespace: bool,
+    launched: bool,
     binary: PathBuf,
     entrypoint: Option<Pid>,
     description: String,
@@ -171,25 +184,21 @@ pub struct Running {
 
 impl Running {
     /// The entrypoint's pid as seen from the test: the spawned process, or
-    /// under `unshare` the child of unshare once it has exec'd the binary.
+    /// the launcher's child once it has exec'd the binary.
     pub fn entrypoint_pid(&mut self) -> Pid {
         if let Some(pid) = self.entrypoint {
             return pid;
         }
         let spawned = self.spawned_pid();
-        let pid = if self.pid_namespace {
+        let pid = if self.launched {
             let mut found = None;
             let binary = self.binary.clone();
-            wait_until(
-                "the entrypoint to start inside the PID namespace",
-                WAIT_LIMIT,
-                || {
-                    found = children_of(spawned)
-                        .into_iter()
-                        .find(|pid| runs_binary(*pid, &binary));
-                    found.is_some()
-                },
-            );
+            wait_until("the launcher to start the entrypoint", WAIT_LIMIT, || {
+                found = children_of(spawned)
+                    .into_iter()
+                    .find(|pid| runs_binary(*pid, &binary));
+                found.is_some()
+            });
             found.expect("found above")
         } else {
             spawned
@@ -260,7 +269,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // Killing the namespace's PID 1 kills everything in the namespace.
+            // Killing a namespace's PID 1 kills everything in the namespace.
             if let Some(pid) = self.entrypoint {
                 let _ = kill(pid, Signal::SIGKILL);
             }
