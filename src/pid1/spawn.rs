@@ -6,7 +6,9 @@
 //! [`clean_signal_state`] (run between fork and exec) puts every signal back
 //! to its default action, since ignored signals (SIG_IGN) would otherwise be
 //! inherited across exec, and then clears the signal mask, which std leaves
-//! as the parent's.
+//! as the parent's. It calls rt_sigaction directly: the C library refuses to
+//! touch the real-time signals it reserves for itself, which an ignoring
+//! parent can still have set to SIG_IGN.
 //!
 //! While std forks, this thread blocks every signal, so the forked copy
 //! cannot run our handler (which would write into our self-pipe) before its
@@ -46,7 +48,7 @@ pub(super) fn spawn(mut command: Command, take_terminal: bool) -> Result<Child, 
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
             }
-            clean_signal_state(max);
+            clean_signal_state(max, Reset::Every);
             Ok(())
         });
     }
@@ -73,25 +75,66 @@ pub(super) fn exec(mut command: Command) -> Pid1Error {
     // SAFETY: the closure only makes async-signal-safe system calls.
     unsafe {
         command.pre_exec(move || {
-            clean_signal_state(max);
+            // This process's own handlers go away with exec; the C library's
+            // internal ones must stay in case exec fails.
+            clean_signal_state(max, Reset::Ignored);
             Ok(())
         });
     }
     Pid1Error::from_start(program, command.exec())
 }
 
-/// Every signal back to SIG_DFL, then nothing blocked. Runs between fork and
-/// exec, so it makes system calls only. Errors are ignored: KILL, STOP and
-/// the C library's reserved real-time signals refuse, and already are as
-/// they must be. Dispositions go first: while signals are still blocked our
-/// handler cannot run in this copy of the process.
-fn clean_signal_state(max: c_int) {
-    // SAFETY: signal(2), sigemptyset(3) and sigprocmask(2) are
-    // async-signal-safe; `set` is a valid sigset_t.
-    unsafe {
-        for signo in 1..=max {
-            libc::signal(signo, libc::SIG_DFL);
+/// Which dispositions [`clean_signal_state`] resets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    /// Every signal: in a forked child, so our handlers cannot run there.
+    Every,
+    /// Only ignored signals: before exec in this very process.
+    Ignored,
+}
+
+/// Signals back to SIG_DFL, then nothing blocked. Runs between fork and
+/// exec, so it makes system calls only. Errors are ignored: KILL and STOP
+/// refuse, and already are as they must be. Dispositions go first: while
+/// signals are still blocked our handler cannot run in a forked copy.
+fn clean_signal_state(max: c_int, reset: Reset) {
+    // The kernel's struct sigaction starts with the handler; SIG_DFL is 0
+    // and so are the flags and mask, so an all-zero buffer large enough for
+    // any architecture's layout means "default".
+    let default = [0u64; 4];
+    let sigset_size: libc::size_t = 8;
+    for signo in 1..=max {
+        if reset == Reset::Ignored {
+            let mut current = [0u64; 4];
+            // SAFETY: rt_sigaction reads nothing and writes at most the
+            // kernel's struct sigaction into `current`, which is larger.
+            let found = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    std::ptr::null::<u64>(),
+                    current.as_mut_ptr(),
+                    sigset_size,
+                )
+            };
+            if found != 0 || current[0] != libc::SIG_IGN as u64 {
+                continue;
+            }
         }
+        // SAFETY: rt_sigaction is async-signal-safe; `default` outlives the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                sigset_size,
+            );
+        }
+    }
+    // SAFETY: sigemptyset(3) and sigprocmask(2) are async-signal-safe; `set`
+    // is a valid sigset_t.
+    unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
