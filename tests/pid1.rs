@@ -2,7 +2,8 @@
 //!
 //! Each behaviour is checked twice where it matters: as PID 1 of a new PID
 //! namespace (`unshare`, as in a container) and as a child subreaper (no
-//! namespace, as under another init). Children are small sh or python3
+//! namespace, as under another init); signal handling also when whoever
+//! started the entrypoint left every signal ignored and blocked. Children are small sh or python3
 //! programs that report what they saw; every wait is on a condition with a
 //! generous bound, never a fixed sleep.
 
@@ -19,17 +20,38 @@ use nix::unistd::Pid;
 
 use support::command::{Finished, Running, TestCommand, WAIT_LIMIT, proc_stat, wait_until};
 
-/// Both ways the entrypoint runs.
+/// How the entrypoint is started.
 #[derive(Debug, Clone, Copy)]
 enum Mode {
+    /// PID 1 of a new PID namespace.
     Pid1,
+    /// A child subreaper, started normally.
     Subreaper,
+    /// A child subreaper started with every signal ignored and blocked (as
+    /// by nohup or a careless supervisor), which exec preserves.
+    Hostile,
 }
 
-fn entrypoint(mode: Mode, words: &[&str]) -> TestCommand {
+/// Ignores and blocks every signal it can, then execs its arguments.
+const HOSTILE_LAUNCHER: &str = r#"
+import os, signal, sys
+
+for signo in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+    signal.signal(signo, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+fn entrypoint<S: AsRef<std::ffi::OsStr>>(mode: Mode, words: &[S]) -> TestCommand {
     let mut command = TestCommand::run_child(words);
-    if let Mode::Pid1 = mode {
-        command.in_pid_namespace();
+    match mode {
+        Mode::Pid1 => {
+            command.in_pid_namespace();
+        }
+        Mode::Subreaper => {}
+        Mode::Hostile => {
+            command.launched_by(["python3", "-c", HOSTILE_LAUNCHER]);
+        }
     }
     command
 }
@@ -189,10 +211,7 @@ fn every_signal_is_forwarded_unchanged(mode: Mode) {
         record.display().to_string(),
     ];
     words.extend(signals.iter().map(i32::to_string));
-    let mut command = TestCommand::run_child(&words);
-    if let Mode::Pid1 = mode {
-        command.in_pid_namespace();
-    }
+    let mut command = entrypoint(mode, &words);
     // INT and QUIT start the stop clock: keep SIGKILL out of the way.
     command.env("PULP_ENTRYPOINT_STOP_GRACE", "600");
     let mut running = command.spawn();
@@ -224,6 +243,36 @@ fn every_signal_is_forwarded_unchanged_as_pid_1() {
 #[test]
 fn every_signal_is_forwarded_unchanged_as_subreaper() {
     every_signal_is_forwarded_unchanged(Mode::Subreaper);
+}
+
+#[test]
+fn every_signal_is_forwarded_unchanged_when_started_with_signals_ignored_and_blocked() {
+    every_signal_is_forwarded_unchanged(Mode::Hostile);
+}
+
+/// The child's blocked and ignored signal sets, as the kernel reports them.
+fn child_signal_state(mode: Mode, exec: bool) -> Vec<String> {
+    let mut command = entrypoint(mode, &["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    if exec {
+        command.env("PULP_ENTRYPOINT_EXEC", "true");
+    }
+    let finished = command.run();
+    finished.assert_code(0);
+    finished.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_child_starts_with_no_signal_blocked_or_ignored() {
+    let clean = ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"];
+    for mode in [Mode::Pid1, Mode::Subreaper, Mode::Hostile] {
+        assert_eq!(
+            child_signal_state(mode, false),
+            clean,
+            "supervised, {mode:?}"
+        );
+    }
+    // With the exec option the program replaces the entrypoint, and still starts clean.
+    assert_eq!(child_signal_state(Mode::Hostile, true), clean, "exec'd");
 }
 
 // ---------------------------------------------------------------- exit codes

@@ -98,7 +98,7 @@ impl TestCommand {
     }
 
     /// Start the entrypoint through `launcher`, which gets the entrypoint's
-    /// path and arguments appended and must run it as its direct child.
+    /// path and arguments appended and must exec it or run it as its direct child.
     pub fn launched_by<I, S>(&mut self, launcher: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
@@ -183,8 +183,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// The entrypoint's pid as seen from the test: the spawned process, or
-    /// the launcher's child once it has exec'd the binary.
+    /// The entrypoint's pid as seen from the test: the spawned process, once
+    /// it runs the binary (a launcher may exec it), or the launcher's child
+    /// that does.
     pub fn entrypoint_pid(&mut self) -> Pid {
         if let Some(pid) = self.entrypoint {
             return pid;
@@ -194,8 +195,8 @@ impl Running {
             let mut found = None;
             let binary = self.binary.clone();
             wait_until("the launcher to start the entrypoint", WAIT_LIMIT, || {
-                found = children_of(spawned)
-                    .into_iter()
+                found = std::iter::once(spawned)
+                    .chain(children_of(spawned))
                     .find(|pid| runs_binary(*pid, &binary));
                 found.is_some()
             });
