@@ -11,9 +11,11 @@
 //! 1. [`Init::new`] (once, first thing, inside the current-thread tokio
 //!    runtime) makes this process a child subreaper when it is not PID 1
 //!    (then orphans below it come to it instead of the host's init), and
-//!    installs a handler for every forwardable signal and SIGCHLD. Handlers
-//!    write the signal number into a self-pipe read on the runtime
-//!    (`signals`), so nothing runs in signal context but one send(2).
+//!    installs a handler for every forwardable signal (the real-time ones
+//!    included) and SIGCHLD, unblocking them in case whoever started us left
+//!    them blocked. Handlers write the signal number into a self-pipe read
+//!    on the runtime (`signals`), so nothing runs in signal context but one
+//!    send(2), and signals are handled in the order they arrived.
 //! 2. While the entrypoint has no child (waiting for PostgreSQL), the caller
 //!    selects its work against [`Init::termination_requested`], which reaps
 //!    zombies meanwhile and resolves on the first TERM, INT or QUIT. Other
