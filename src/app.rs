@@ -129,7 +129,7 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
         Command::WaitPostgres => {
             let settings = settings::load(&env)?;
             block_on(async {
-                let mut init = Init::new()?;
+                let mut init = Init::new(options.signal_target.value)?;
                 wait_for_database(&mut init, &settings, &options).await?;
                 Ok(exit::SUCCESS)
             })
@@ -185,7 +185,7 @@ fn start_role(
     let line = roles::server_command(role, env, &Host::detect(env), &template, &extra)?;
     let stop = stop_policy(role, options);
     block_on(async {
-        let mut init = Init::new()?;
+        let mut init = Init::new(options.signal_target.value)?;
         wait_for_database(&mut init, &settings, options).await?;
         let steps = prepare::Steps::for_role(role, options);
         start_phase(&mut init, &settings, env, steps, role.name(), options).await?;
@@ -201,7 +201,7 @@ fn start_phase_only(
 ) -> Result<i32, Error> {
     let settings = settings::load(env)?;
     block_on(async {
-        let mut init = Init::new()?;
+        let mut init = Init::new(options.signal_target.value)?;
         wait_for_database(&mut init, &settings, options).await?;
         start_phase(&mut init, &settings, env, steps, "pulp-entrypoint", options).await?;
         Ok(exit::SUCCESS)
@@ -232,7 +232,7 @@ async fn start_phase(
 
 fn run_child(line: &CommandLine, stop: &StopPolicy, options: &Options) -> Result<i32, Error> {
     block_on(async {
-        let mut init = Init::new()?;
+        let mut init = Init::new(options.signal_target.value)?;
         supervise_or_exec(&mut init, "command", line, stop, options).await
     })
 }

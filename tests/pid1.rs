@@ -483,3 +483,62 @@ fn a_grandchild_outliving_the_child_does_not_hold_the_exit_as_pid_1() {
 fn a_grandchild_outliving_the_child_does_not_hold_the_exit_as_subreaper() {
     a_grandchild_outliving_the_child_does_not_hold_the_exit(Mode::Subreaper);
 }
+
+// ------------------------------------------------------------ signal target
+
+/// The child starts a grandchild in its group; both record HUP. On HUP the
+/// child sends USR1 to the grandchild, which records it. Standard signals are
+/// delivered lowest number first, so a HUP sent to the whole group always
+/// shows in the grandchild's record before its USR1.
+const GROUP_PROBE: &str = r#"
+record=$1
+sh -c 'trap "echo grandchild HUP >> $0" HUP; trap "echo grandchild USR1 >> $0; exit 0" USR1; echo ready >> $0; while :; do sleep 0.05; done' "$record" &
+grandchild=$!
+while ! grep -q ready "$record" 2>/dev/null; do sleep 0.01; done
+trap 'echo child HUP >> "$record"; kill -USR1 $grandchild' HUP
+echo child ready >> "$record"
+# A trapped signal interrupts wait: wait again until the grandchild is gone.
+while kill -0 $grandchild 2>/dev/null; do wait $grandchild; done
+exit 0
+"#;
+
+fn grandchild_record(target: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    let mut command = entrypoint(
+        Mode::Subreaper,
+        &["sh", "-c", GROUP_PROBE, "probe", record.to_str().unwrap()],
+    );
+    command.env("PULP_ENTRYPOINT_SIGNAL_TARGET", target);
+    let mut running = command.spawn();
+    wait_until("the child to be ready", WAIT_LIMIT, || {
+        file_text(&record).contains("child ready")
+    });
+    running.signal(Signal::SIGHUP);
+    wait_until("the grandchild to get USR1", WAIT_LIMIT, || {
+        file_text(&record).contains("grandchild USR1")
+    });
+    running.wait().assert_code(0);
+    file_text(&record)
+        .lines()
+        .filter(|line| line.starts_with("grandchild ") || line == &"child HUP")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn signals_go_to_the_child_only_by_default() {
+    assert_eq!(grandchild_record("child"), ["child HUP", "grandchild USR1"]);
+}
+
+#[test]
+fn signal_target_group_reaches_the_whole_process_group() {
+    let record = grandchild_record("group");
+    assert!(
+        record.contains(&"grandchild HUP".to_string()),
+        "the grandchild must get the HUP too: {record:?}"
+    );
+    let hup = record.iter().position(|l| l == "grandchild HUP");
+    let usr1 = record.iter().position(|l| l == "grandchild USR1");
+    assert!(hup < usr1, "{record:?}");
+}

@@ -26,9 +26,14 @@
 //!    dispositions, owning the terminal if we did (`spawn`). Then it waits
 //!    on two kinds of events, never polling:
 //!    - a signal: SIGCHLD reaps every dead process (`reap`); any other
-//!      signal is sent unchanged to the child's process group. The first
+//!      signal is sent unchanged to the child (or, with
+//!      [`SignalTarget::Group`], to its process group: not the default,
+//!      because gunicorn's workers die of a SIGHUP meant for the arbiter and
+//!      a SIGTERM meant for pulpcore-worker kills the task it should finish).
+//!      The first
 //!      TERM/INT/QUIT also starts the [`StopPolicy`] clock.
-//!    - a stop step comes due: its signal goes to the group (`stop`), e.g.
+//!    - a stop step comes due: its signal goes the same way, SIGKILL always
+//!      to the whole group (`stop`), e.g.
 //!      SIGINT 10 s after the first SIGTERM for a worker, SIGKILL after 25 s.
 //!
 //!    It returns the child's [`ChildExit`] as soon as the child itself has
@@ -66,6 +71,7 @@ use nix::unistd::{self, Pid};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+pub use crate::options::SignalTarget;
 pub use error::Pid1Error;
 pub use reap::ChildExit;
 pub use stop::{StopPolicy, StopStep};
@@ -77,6 +83,8 @@ use stop::Schedule;
 #[derive(Debug)]
 pub struct Init {
     signals: SignalPipe,
+    /// Who receives forwarded signals; SIGKILL always goes to the whole group.
+    target: SignalTarget,
     /// The first termination signal and when it arrived.
     stopping: Option<(Signal, Instant)>,
 }
@@ -89,7 +97,7 @@ impl Init {
     /// process but are reported by [`Init::termination_requested`] or
     /// forwarded by [`Init::supervise`]. The handlers stay installed for the
     /// life of the process.
-    pub fn new() -> Result<Self, Pid1Error> {
+    pub fn new(target: SignalTarget) -> Result<Self, Pid1Error> {
         if unistd::getpid().as_raw() != 1 {
             nix::sys::prctl::set_child_subreaper(true).map_err(|errno| Pid1Error::Setup {
                 what: "child subreaper",
@@ -98,6 +106,7 @@ impl Init {
         }
         Ok(Init {
             signals: SignalPipe::install()?,
+            target,
             stopping: None,
         })
     }
@@ -195,7 +204,7 @@ impl Init {
                     if signo == nix::libc::SIGCHLD {
                         continue;
                     }
-                    forward(pid, signo);
+                    forward(pid, signo, self.target);
                     if let Some(signal) = signals::termination(signo) {
                         let (_, since) = *self.stopping.get_or_insert((signal, Instant::now()));
                         if schedule.is_none() {
@@ -212,7 +221,7 @@ impl Init {
                                 self.stopping.map_or("the stop request", |(s, _)| s.as_str()),
                                 step.signal.as_str()
                             );
-                            forward(pid, step.signal as c_int);
+                            forward(pid, step.signal as c_int, self.target);
                         }
                     }
                 }
@@ -226,15 +235,20 @@ pub fn exec(command: Command) -> Pid1Error {
     spawn::exec(command)
 }
 
-/// Send `signo` to the child's process group.
-fn forward(group: Pid, signo: c_int) {
-    debug!(
-        "forwarding {} to process group {group}",
-        signals::name(signo)
-    );
-    if let Err(failure) = spawn::signal_group(group, signo) {
+/// Send `signo` to the child, or to its process group: with
+/// [`SignalTarget::Group`], and always for SIGKILL, so that nothing the child
+/// started outlives the stop.
+fn forward(child: Pid, signo: c_int, target: SignalTarget) {
+    let whole_group = target == SignalTarget::Group || signo == nix::libc::SIGKILL;
+    let to = if whole_group {
+        "process group"
+    } else {
+        "process"
+    };
+    debug!("forwarding {} to {to} {child}", signals::name(signo));
+    if let Err(failure) = spawn::signal(child, signo, whole_group) {
         warn!(
-            "could not send {} to process group {group}: {failure}",
+            "could not send {} to {to} {child}: {failure}",
             signals::name(signo)
         );
     }

@@ -163,9 +163,15 @@ pub(super) fn take_back_terminal() {
 
 /// Send `signo` to the process group `group`. A group that is already gone
 /// (ESRCH) is not an error: the child died while the signal was on its way.
-pub(super) fn signal_group(group: Pid, signo: c_int) -> std::io::Result<()> {
-    // SAFETY: kill(2) with a negative pid addresses the process group.
-    let result = unsafe { libc::kill(-group.as_raw(), signo) };
+pub(super) fn signal(child: Pid, signo: c_int, whole_group: bool) -> std::io::Result<()> {
+    // The child leads its own group, so -pid addresses the group.
+    let target = if whole_group {
+        -child.as_raw()
+    } else {
+        child.as_raw()
+    };
+    // SAFETY: kill(2) takes any pid and signal number; errors come back as -1.
+    let result = unsafe { libc::kill(target, signo) };
     if result == 0 {
         return Ok(());
     }
