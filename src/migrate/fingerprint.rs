@@ -40,8 +40,10 @@ pub fn compute(roots: &[PathBuf], kind: Kind) -> Option<Fingerprint> {
     {
         return None;
     }
-    files.sort();
-    files.dedup_by(|a, b| a.0 == b.0);
+    // Stable sort by relative path: of two copies of one module, the one in
+    // the earlier root (the one Python imports) is kept.
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|later, earlier| later.0 == earlier.0);
     let mut hasher = Sha256::new();
     for (relative, path) in &files {
         let content = std::fs::read(path).ok()?;
@@ -188,6 +190,17 @@ mod tests {
             "a",
         );
         assert_eq!(compute(&[dir.path().to_path_buf()], Kind::Migrations), None);
+    }
+
+    #[test]
+    fn the_copy_python_imports_first_wins() {
+        let overlay = tempfile::tempdir().unwrap();
+        let base = site();
+        write(overlay.path(), "pulpcore/app/migrations/0001_initial.py", "changed");
+        let roots = [overlay.path().to_path_buf(), base.path().to_path_buf()];
+        let with_overlay = compute(&roots, Kind::Migrations).unwrap();
+        assert_eq!(with_overlay.files, 4);
+        assert_ne!(with_overlay, migrations(base.path()));
     }
 
     #[test]
