@@ -14,6 +14,11 @@ command -v curl >/dev/null || _pe_missing+=(curl)
 command -v psql >/dev/null || _pe_missing+=(postgresql-client)
 command -v unshare >/dev/null || _pe_missing+=(util-linux)
 command -v python3 >/dev/null || _pe_missing+=(python3 python3-venv)
+# The image tests (tests/image.rs): podman with runc (crun cannot start containers on the
+# project's machines), debootstrap for base images, since no image registry can be reached.
+command -v podman >/dev/null || _pe_missing+=(podman)
+command -v runc >/dev/null || _pe_missing+=(runc)
+command -v debootstrap >/dev/null || _pe_missing+=(debootstrap)
 python3 -c 'import ensurepip' 2>/dev/null || _pe_missing+=(python3-venv)
 if [ "${#_pe_missing[@]}" -gt 0 ]; then
     echo "deps: installing ${_pe_missing[*]} with apt-get" >&2
