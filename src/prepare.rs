@@ -11,6 +11,7 @@ use crate::migrate::coordinator::{self, Connect, Manager, Plan, PrepareError, Se
 use crate::migrate::{python_env, setup};
 use crate::options::Options;
 use crate::pid1::{Init, StopPolicy, StopStep};
+use crate::postgres;
 use crate::roles::Role;
 use crate::settings::{DatabaseSettings, PulpSettings};
 use crate::sourced::Secret;
@@ -78,47 +79,14 @@ struct Database<'a> {
 impl Connect for Database<'_> {
     async fn open(&self, purpose: &str) -> Result<Session, PrepareError> {
         let name = format!("{} ({purpose})", self.application_name);
-        connect_with_notifications(self.settings, &name).await
+        let connected = postgres::connect(self.settings, &name)
+            .await
+            .map_err(|error| PrepareError::Connect(error.to_string()))?;
+        Ok(Session {
+            client: connected.client,
+            notifications: connected.notifications,
+        })
     }
-}
-
-/// A plain connection whose notifications are forwarded to a channel.
-/// (Interim: to be replaced by the postgres module's connect, which adds TLS and DNS.)
-async fn connect_with_notifications(
-    settings: &DatabaseSettings,
-    application_name: &str,
-) -> Result<Session, PrepareError> {
-    use futures_util::StreamExt;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .dbname(&settings.name.value)
-        .user(&settings.user.value)
-        .port(settings.port.value)
-        .application_name(application_name);
-    match settings.host.as_ref().map(|h| h.value.as_str()) {
-        Some(host) if !host.is_empty() => config.host(host),
-        _ => config.host_path("/var/run/postgresql"),
-    };
-    if let Some(password) = &settings.password {
-        config.password(password.value.expose());
-    }
-    let (client, mut connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|error| PrepareError::Connect(format!("cannot connect to PostgreSQL: {error}")))?;
-    let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(_) = message {
-                let _ = sender.send(());
-            }
-        }
-    });
-    Ok(Session {
-        client,
-        notifications,
-    })
 }
 
 /// `pulpcore-manager` as a supervised child: a SIGTERM during a migration

@@ -44,7 +44,16 @@ const LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// A database session: the client and the notifications its connection receives.
 pub struct Session {
     pub client: Client,
-    pub notifications: UnboundedReceiver<()>,
+    pub notifications: UnboundedReceiver<tokio_postgres::Notification>,
+}
+
+/// A notification arrived; `None` from the channel means the connection ended.
+fn notified(
+    notification: Option<tokio_postgres::Notification>,
+) -> Result<(), PrepareError> {
+    notification.map(drop).ok_or_else(|| {
+        PrepareError::Connect("lost the connection to PostgreSQL while waiting".into())
+    })
 }
 
 /// Opens sessions to Pulp's database.
@@ -364,7 +373,7 @@ async fn wait_for_migrations(
     loop {
         tokio::select! {
             signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
-            _ = watch.notifications.recv() => {}
+            notification = watch.notifications.recv() => notified(notification)?,
             _ = poll.tick() => {}
             _ = log.tick() => {
                 info!(
@@ -418,7 +427,7 @@ async fn acquire_lock(
                     break true;
                 }
                 signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
-                _ = watch.notifications.recv() => {}
+                notification = watch.notifications.recv() => notified(notification)?,
                 _ = poll.tick() => {}
                 _ = log.tick() => {
                     let holder = describe_holder(&watch.client).await;
