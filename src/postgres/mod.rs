@@ -1,8 +1,25 @@
 //! PostgreSQL: connecting as pulpcore would, and waiting until it lets us in.
+//!
+//! - `endpoint`: Django's HOST read as libpq reads it (socket dir, address, name);
+//! - `resolve`: host names to addresses in Rust (the static binary has no NSS);
+//! - `tls`: what a TLS handshake accepts for each sslmode;
+//! - `error`: one failed attempt, classified (retry, give up, grace);
+//! - `connect`: one login, with a task forwarding LISTEN/NOTIFY notifications;
+//! - `wait`: the retry loop with backoff, timeout and one-line errors.
+
+mod connect;
+mod endpoint;
+mod error;
+mod resolve;
+mod tls;
+mod wait;
 
 use std::time::Duration;
 
-use crate::settings::DatabaseSettings;
+pub use connect::{Connected, Connector, DEFAULT_ATTEMPT_TIMEOUT, connect};
+pub use endpoint::{DEFAULT_SOCKET_DIR, Endpoint};
+pub use error::{ConnectError, ErrorKind, kind_of_sqlstate};
+pub use wait::{APPLICATION_NAME, WaitError, wait_for_postgres};
 
 /// How long and how to wait.
 #[derive(Debug, Clone)]
@@ -14,27 +31,4 @@ pub struct WaitPolicy {
     pub missing_database_grace: Duration,
     /// Log what we are waiting for at most this often.
     pub log_interval: Duration,
-}
-
-/// Why PostgreSQL could not be reached. `exit_code()` maps each kind to
-/// its documented exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum WaitError {
-    #[error("placeholder")]
-    NotImplemented,
-}
-
-/// Wait until a real login to the configured database succeeds.
-pub async fn wait_for_postgres(
-    db: &DatabaseSettings,
-    policy: &WaitPolicy,
-) -> Result<(), WaitError> {
-    let _ = (db, policy);
-    Err(WaitError::NotImplemented)
-}
-
-impl WaitError {
-    pub fn exit_code(&self) -> i32 {
-        crate::exit::DATABASE_UNAVAILABLE
-    }
 }
