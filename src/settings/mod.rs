@@ -9,8 +9,12 @@
 
 use std::path::PathBuf;
 
+mod extract;
+mod layers;
+pub mod literal;
+
 use crate::environment::Environment;
-use crate::sourced::{Secret, Sourced};
+use crate::sourced::{Secret, Source, Sourced};
 
 /// How to connect to PostgreSQL, as Django's `DATABASES["default"]` says.
 #[derive(Debug, Clone)]
@@ -75,11 +79,32 @@ pub struct PulpSettings {
     pub working_directory: Sourced<PathBuf>,
     pub db_encryption_key: Sourced<PathBuf>,
     pub api_root: Sourced<String>,
-    /// `REDIS_URL`, or built from `REDIS_HOST`/`REDIS_PORT`, when Redis is configured.
-    pub redis_url: Option<Sourced<String>>,
     pub cache_enabled: Sourced<bool>,
+    /// Present when REDIS_URL or REDIS_HOST is set.
+    pub redis: Option<RedisSettings>,
+    /// TASK_GRACE_INTERVAL when the deployment set it (seconds).
+    pub task_grace_interval: Option<Sourced<i64>>,
     /// The settings files that were read, in order.
     pub files: Vec<PathBuf>,
+}
+
+/// Where Redis is, without ever holding its password in printable form.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// REDIS_URL, which may embed a password: kept secret.
+    pub url: Option<Sourced<Secret>>,
+    pub host: Option<Sourced<String>>,
+    pub port: Sourced<u16>,
+    pub db: Sourced<i64>,
+    pub password: Option<Sourced<Secret>>,
+}
+
+/// One line of `pulp-entrypoint config`.
+#[derive(Debug, Clone)]
+pub struct ReportLine {
+    pub key: String,
+    pub value: String,
+    pub source: Source,
 }
 
 /// Why the settings could not be read. Every message names the file (and
@@ -102,23 +127,6 @@ pub enum SettingsError {
 
 /// Read the settings as pulpcore would, from `PULP_SETTINGS` and `PULP_*`.
 pub fn load(env: &Environment) -> Result<PulpSettings, SettingsError> {
-    let _ = env;
-    Err(SettingsError::Invalid {
-        origin: "settings".into(),
-        reason: "not implemented yet".into(),
-    })
-}
-
-/// One line of `pulp-entrypoint config`.
-#[derive(Debug, Clone)]
-pub struct ReportLine {
-    pub key: String,
-    pub value: String,
-    pub source: crate::sourced::Source,
-}
-
-impl PulpSettings {
-    pub fn report(&self) -> Vec<ReportLine> {
-        Vec::new()
-    }
+    let layered = layers::read(env)?;
+    extract::settings(&layered)
 }
