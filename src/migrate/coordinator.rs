@@ -48,9 +48,7 @@ pub struct Session {
 }
 
 /// A notification arrived; `None` from the channel means the connection ended.
-fn notified(
-    notification: Option<tokio_postgres::Notification>,
-) -> Result<(), PrepareError> {
+fn notified(notification: Option<tokio_postgres::Notification>) -> Result<(), PrepareError> {
     notification.map(drop).ok_or_else(|| {
         PrepareError::Connect("lost the connection to PostgreSQL while waiting".into())
     })

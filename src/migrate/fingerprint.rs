@@ -196,7 +196,11 @@ mod tests {
     fn the_copy_python_imports_first_wins() {
         let overlay = tempfile::tempdir().unwrap();
         let base = site();
-        write(overlay.path(), "pulpcore/app/migrations/0001_initial.py", "changed");
+        write(
+            overlay.path(),
+            "pulpcore/app/migrations/0001_initial.py",
+            "changed",
+        );
         let roots = [overlay.path().to_path_buf(), base.path().to_path_buf()];
         let with_overlay = compute(&roots, Kind::Migrations).unwrap();
         assert_eq!(with_overlay.files, 4);
