@@ -115,11 +115,11 @@ impl Connector {
             Endpoint::Socket { dir, .. } => {
                 // libpq ignores sslmode on a unix socket; the server offers no TLS there.
                 config.host_path(dir).ssl_mode(PgSslMode::Disable);
-                self.login(&config, &self.endpoint).await
+                self.login(&config, &self.endpoint.to_string()).await
             }
             Endpoint::Address { ip, .. } => {
                 config.host(ip.to_string()).hostaddr(*ip);
-                self.login(&config, &self.endpoint).await
+                self.login(&config, &self.endpoint.to_string()).await
             }
             Endpoint::Name { name, port } => {
                 let addresses = resolve::resolve(name, resolve::LOOKUP_LIMIT.min(limit))
@@ -199,7 +199,7 @@ impl Connector {
     async fn login(
         &self,
         config: &tokio_postgres::Config,
-        target: &dyn std::fmt::Display,
+        target: &str,
     ) -> Result<Connected, ConnectError> {
         let password = self.db.password.as_ref().map(|p| p.value.expose());
         let (client, connection) = config
@@ -251,5 +251,25 @@ async fn drive<S, T>(
                 break;
             }
         }
+    }
+}
+
+/// Callers spawn these futures and run them on multi-threaded runtimes.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn futures_are_send() {
+        let db = crate::postgres::endpoint::tests::settings(Some("db"));
+        let policy = crate::postgres::WaitPolicy {
+            timeout: Duration::ZERO,
+            missing_database_grace: Duration::ZERO,
+            log_interval: Duration::ZERO,
+        };
+        assert_send(&connect(&db, "x"));
+        assert_send(&crate::postgres::wait_for_postgres(&db, &policy));
     }
 }

@@ -73,13 +73,14 @@ impl fmt::Display for Endpoint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::settings::SslMode;
     use crate::sourced::Sourced;
 
-    fn with_host(host: Option<&str>) -> Endpoint {
-        let db = DatabaseSettings {
+    /// Settings for `pulp@pulp` at `host`, port 5432.
+    pub(crate) fn settings(host: Option<&str>) -> DatabaseSettings {
+        DatabaseSettings {
             name: Sourced::default("pulp".into()),
             user: Sourced::default("pulp".into()),
             password: None,
@@ -88,8 +89,11 @@ mod tests {
             sslmode: Sourced::default(SslMode::Prefer),
             sslrootcert: None,
             connect_timeout: None,
-        };
-        Endpoint::from_settings(&db)
+        }
+    }
+
+    fn with_host(host: Option<&str>) -> Endpoint {
+        Endpoint::from_settings(&settings(host))
     }
 
     #[test]

@@ -146,6 +146,10 @@ fn classify(error: &tokio_postgres::Error) -> (ErrorKind, Option<String>, String
     let description = chain(error);
     // tokio-postgres' descriptions of its private error kinds.
     if description.starts_with("error performing TLS handshake") {
+        if description.contains("server does not support TLS") {
+            let reason = "the server does not offer TLS, which this sslmode requires";
+            return (ErrorKind::Tls, None, reason.into());
+        }
         return (tls_kind(error), None, description);
     }
     if description.starts_with("authentication error") {
@@ -194,7 +198,6 @@ fn tls_kind(error: &tokio_postgres::Error) -> ErrorKind {
         }
         cause = current.source();
     }
-    // "server does not support TLS" and anything else about TLS itself.
     ErrorKind::Tls
 }
 
@@ -237,10 +240,15 @@ pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `text` with every occurrence of the password replaced.
+/// Passwords shorter than this are not cut out: a short one matches
+/// ordinary words, and the gap it leaves would give it away.
+const SCRUB_MIN_LEN: usize = 8;
+
+/// `text` with every occurrence of the password replaced. A safety net:
+/// no library used here puts the password into an error.
 pub(crate) fn scrub(text: &str, password: Option<&str>) -> String {
     match password {
-        Some(password) if !password.is_empty() => text.replace(password, "<redacted>"),
+        Some(password) if password.len() >= SCRUB_MIN_LEN => text.replace(password, "<redacted>"),
         _ => text.to_owned(),
     }
 }
@@ -268,10 +276,10 @@ mod tests {
     #[test]
     fn the_password_is_cut_out() {
         assert_eq!(
-            scrub("bad s3cret here", Some("s3cret")),
+            scrub("bad s3cret-pw here", Some("s3cret-pw")),
             "bad <redacted> here"
         );
-        assert_eq!(scrub("text", Some("")), "text");
+        assert_eq!(scrub("example.com", Some("x")), "example.com");
         assert_eq!(one_line("a\n  DETAIL: b"), "a DETAIL: b");
     }
 }

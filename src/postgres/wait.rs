@@ -47,7 +47,7 @@ pub enum WaitError {
     /// Retryable failures until the timeout.
     #[error(
         "PostgreSQL at {target} did not let user {user} into database {database} within {} ({attempts} attempts); last error: {}: check that the server runs and is reachable from here, or raise --postgres-timeout",
-        crate::duration::display(*.waited),
+        crate::duration::display(whole_seconds(*.waited)),
         .last_error.reason()
     )]
     Timeout {
@@ -143,8 +143,7 @@ pub async fn wait_for_postgres(
             Ok(session) => {
                 drop(session);
                 info!(
-                    attempts,
-                    "{what} accepted the login after {:.1}s",
+                    "{what} accepted the login after {:.1}s (attempt {attempts})",
                     started.elapsed().as_secs_f64()
                 );
                 return Ok(());
@@ -183,8 +182,7 @@ pub async fn wait_for_postgres(
         }
         if now >= next_log {
             info!(
-                attempts,
-                "waiting for {what}: {}; {attempts} attempts in {:.1}s",
+                "waiting for {what}: {} (attempt {attempts}, {:.1}s so far)",
                 error.reason(),
                 now.duration_since(started).as_secs_f64()
             );
@@ -193,6 +191,10 @@ pub async fn wait_for_postgres(
         tokio::time::sleep(delay.min(deadline - now)).await;
         delay = (delay * 2).min(MAX_DELAY);
     }
+}
+
+fn whole_seconds(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs_f64().round() as u64)
 }
 
 /// A refusal that will not pass: the variant and fix for its kind.
@@ -261,7 +263,7 @@ fn permanent_fix(db: &DatabaseSettings, error: &ConnectError) -> String {
     );
     match error.kind() {
         ErrorKind::Settings => String::new(),
-        ErrorKind::Tls if error.reason().contains("does not support TLS") => {
+        ErrorKind::Tls if error.reason().contains("does not offer TLS") => {
             format!(": enable ssl on the server, or lower {sslmode} to prefer or disable")
         }
         ErrorKind::Tls => format!(": check the server's certificate and sslrootcert, or {sslmode}"),
