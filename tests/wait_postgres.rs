@@ -508,3 +508,59 @@ async fn sslmodes_against_a_server_with_tls() {
     assert_eq!(error.exit_code(), 78);
     assert!(error.to_string().contains("no-such-ca.pem"), "{error}");
 }
+
+/// A TCP server that accepts connections and never says a word.
+fn silent_server() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+#[tokio::test]
+async fn a_silent_server_costs_one_connect_timeout_per_attempt() {
+    let (_listener, port) = silent_server();
+    let mut db = settings("127.0.0.1", port, "pulp", "pulp", Some("secret"));
+    db.connect_timeout = Some(Sourced::default(2));
+    let error = wait(&db, &policy(Duration::from_secs(3)))
+        .await
+        .unwrap_err();
+    let WaitError::Timeout { last_error, .. } = &error else {
+        panic!("expected a timeout, got {error:?}");
+    };
+    assert_eq!(last_error.kind(), ErrorKind::Unavailable);
+    assert!(last_error.reason().contains("no answer within"), "{error}");
+}
+
+#[tokio::test]
+async fn dropping_the_wait_closes_its_connection() {
+    use std::io::Read;
+    let (listener, port) = silent_server();
+    let db = settings("127.0.0.1", port, "pulp", "pulp", Some("secret"));
+    let waiting = tokio::spawn(async move { wait(&db, &policy(LIMIT)).await });
+    let accepted = tokio::task::spawn_blocking(move || listener.accept().unwrap().0)
+        .await
+        .unwrap();
+    // The wait is now inside a login attempt on that connection: cancel it.
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut socket = accepted;
+        socket.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buffer = [0u8; 1024];
+        // The startup (or TLS) request may come first; then the end of the stream.
+        loop {
+            match socket.read(&mut buffer) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed,
+        "the connection stayed open after the wait was dropped"
+    );
+}
