@@ -103,21 +103,35 @@ local_build_args() {
         --build-arg "PIP_OPTIONS=--cert=/run/host-ca-certificates.crt"
 }
 
+# Both base images at once (debootstrap mostly waits on the network); their names on stdout.
+bases() {
+    local names
+    names=$(mktemp -d)
+    runtime_base > "$names/runtime" & local runtime=$!
+    builder_base > "$names/builder" & local builder=$!
+    local failed=0
+    wait "$runtime" || failed=1
+    wait "$builder" || failed=1
+    cat "$names/runtime" "$names/builder"
+    rm -rf "$names"
+    return "$failed"
+}
+
 need
 case "${1:-}" in
 bases)
-    runtime_base
-    builder_base
+    bases
     ;;
 build)
     [ $# -eq 3 ] || { log "usage: $0 build VARIANT IMAGE"; exit 64; }
     variant=$2 image=$3
-    base_image=$(runtime_base)
-    builder_image=$(builder_base)
+    { read -r base_image; read -r builder_image; } < <(bases)
+    [ -n "${builder_image:-}" ] || { log "could not make the base images"; exit 1; }
     mapfile -t extra < <(local_build_args)
     log "building $image from images/$variant.toml"
+    # --jobs 2: the builder stage (cargo, CPU) and the Pulp stage (apt, pip: network) overlap.
     python3 "$root/images/build.py" "$root/images/$variant.toml" --engine podman --run \
-        --image "$image" --base "$base_image" --builder "$builder_image" -- "${extra[@]}"
+        --image "$image" --base "$base_image" --builder "$builder_image" -- --jobs 2 "${extra[@]}"
     ;;
 *)
     log "usage: $0 bases | build VARIANT IMAGE"
