@@ -7,12 +7,12 @@
 //!    or when `/etc/pulp/pulp-admin-password` changed since it was applied;
 //!    collectstatic (api only) unless STATIC_ROOT has a marker for this code.
 //!    Nothing needed: done, no Python started, no lock taken.
-//! 2. Otherwise wait for the advisory lock on a connection of its own, while
+//! 2. Otherwise try for the advisory lock on a connection of its own, while
 //!    a second connection LISTENs: a notification (or the slow safety poll)
 //!    makes the waiter look again, and if another replica has done the work
 //!    it goes on without the lock. Every few seconds it logs who holds the
 //!    lock and for how long. A dead holder's session ends, PostgreSQL frees
-//!    the lock, and this replica's blocked request is granted at once.
+//!    the lock, and a waiter's next try (every second) takes it.
 //! 3. Holding the lock, look again (the previous holder may have done it),
 //!    run what is still needed, record it, NOTIFY, release.
 //!
@@ -39,6 +39,8 @@ pub const ADMIN_PASSWORD_FILE: &str = "/etc/pulp/pulp-admin-password";
 pub const STATIC_MARKER: &str = ".pulp-entrypoint-collectstatic";
 
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// How soon a waiter notices that a dead holder's lock is free.
+const LOCK_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A database session: the client and the notifications its connection receives.
@@ -400,6 +402,11 @@ async fn wait_for_migrations(
 }
 
 /// Wait for the lock, or for another replica to finish the work (`None`).
+///
+/// The lock is tried, not waited for in PostgreSQL: a session blocked in
+/// `pg_advisory_lock` holds a snapshot, and pulpcore's migrations that
+/// `CREATE INDEX CONCURRENTLY` wait for every such snapshot to go away, so a
+/// blocked waiter would deadlock the migration it waits for.
 async fn acquire_lock(
     connect: &impl Connect,
     check: &Checker<'_>,
@@ -411,42 +418,38 @@ async fn acquire_lock(
     let started = Instant::now();
     let deadline = tokio::time::sleep(plan.lock_timeout);
     tokio::pin!(deadline);
-    let mut poll = tokio::time::interval(POLL_INTERVAL);
-    poll.tick().await;
+    let mut retry = tokio::time::interval(LOCK_RETRY_INTERVAL);
+    retry.tick().await;
     let mut log = tokio::time::interval(LOG_INTERVAL);
     log.tick().await;
-    let granted = {
-        let request = state::lock(&lock.client);
-        tokio::pin!(request);
-        loop {
-            tokio::select! {
-                result = &mut request => {
-                    result.map_err(db("taking the setup lock"))?;
-                    break true;
-                }
-                signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
-                notification = watch.notifications.recv() => notified(notification)?,
-                _ = poll.tick() => {}
-                _ = log.tick() => {
-                    let holder = describe_holder(&watch.client).await;
-                    info!("waiting for the setup lock{holder}, {}s so far", started.elapsed().as_secs());
-                    continue;
-                }
-                _ = &mut deadline => {
-                    return Err(PrepareError::LockTimeout {
-                        what: "the setup lock",
-                        waited: started.elapsed().as_secs(),
-                        holder: describe_holder(&watch.client).await,
-                    });
-                }
+    loop {
+        if state::try_lock(&lock.client)
+            .await
+            .map_err(db("taking the setup lock"))?
+        {
+            return Ok(Some(lock));
+        }
+        tokio::select! {
+            signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
+            notification = watch.notifications.recv() => notified(notification)?,
+            _ = retry.tick() => {}
+            _ = log.tick() => {
+                let holder = describe_holder(&watch.client).await;
+                info!("waiting for the setup lock{holder}, {}s so far", started.elapsed().as_secs());
+                continue;
             }
-            if !check.needs(&watch.client).await?.any() {
-                break false;
+            _ = &mut deadline => {
+                return Err(PrepareError::LockTimeout {
+                    what: "the setup lock",
+                    waited: started.elapsed().as_secs(),
+                    holder: describe_holder(&watch.client).await,
+                });
             }
         }
-    };
-    // Not granted: dropping the session ends it, which withdraws the request.
-    Ok(granted.then_some(lock))
+        if !check.needs(&watch.client).await?.any() {
+            return Ok(None);
+        }
+    }
 }
 
 async fn describe_holder(client: &Client) -> String {

@@ -8,7 +8,7 @@
 //!
 //! The lock is a session-level advisory lock on a dedicated connection: if
 //! the holder dies (SIGKILL, node loss) PostgreSQL ends its session and frees
-//! the lock, and the next waiter's blocked `pg_advisory_lock` returns at once.
+//! the lock, and the next waiter's `pg_try_advisory_lock` gets it.
 
 use tokio_postgres::Client;
 
@@ -124,15 +124,15 @@ pub async fn admin_exists(client: &Client) -> Result<bool, tokio_postgres::Error
         .is_some())
 }
 
-/// Block until this session holds the lock.
-pub async fn lock(client: &Client) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "SELECT pg_advisory_lock($1, $2)",
+/// Take the lock if it is free; true when this session now holds it.
+pub async fn try_lock(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
             &[&LOCK_CLASS, &LOCK_OBJECT],
         )
-        .await
-        .map(drop)
+        .await?
+        .get(0))
 }
 
 pub async fn unlock(client: &Client) -> Result<(), tokio_postgres::Error> {

@@ -88,6 +88,7 @@ CONTENT_ORIGIN = "http://127.0.0.1:24816"
 MEDIA_ROOT = "{root}/media/"
 STATIC_ROOT = "{root}/assets/"
 WORKING_DIRECTORY = "{root}/tmp/"
+FILE_UPLOAD_TEMP_DIR = "{root}/tmp/"
 DB_ENCRYPTION_KEY = "{key}"
 "#,
                 name = database.name,

@@ -51,6 +51,7 @@ CONTENT_ORIGIN = "http://127.0.0.1:24816"
 MEDIA_ROOT = "$dir/pulp/media/"
 STATIC_ROOT = "$dir/pulp/assets/"
 WORKING_DIRECTORY = "$dir/pulp/tmp/"
+FILE_UPLOAD_TEMP_DIR = "$dir/pulp/tmp/"
 DB_ENCRYPTION_KEY = "$dir/database_fields.symmetric.key"
 PY
     export PULP_SETTINGS="$dir/settings.py"
