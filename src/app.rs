@@ -284,8 +284,17 @@ async fn wait_for_database(
         missing_database_grace: options.missing_database_grace.value,
         log_interval: WAIT_LOG_INTERVAL,
     };
+    let started = std::time::Instant::now();
     tokio::select! {
-        result = postgres::wait_for_postgres(&settings.database, &policy) => Ok(result?),
+        result = postgres::wait_for_postgres(&settings.database, &policy) => {
+            result?;
+            info!(
+                phase = "wait-postgres",
+                duration_ms = started.elapsed().as_millis() as u64,
+                "PostgreSQL accepts the login"
+            );
+            Ok(())
+        }
         signal = init.termination_requested() => Err(Error::Stopped {
             signal,
             doing: "waiting for PostgreSQL",

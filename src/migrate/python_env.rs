@@ -11,12 +11,23 @@ use std::path::{Path, PathBuf};
 
 use crate::roles::find_in_path;
 
-/// The directories Python imports packages from, best first.
+/// The directories Python imports packages from, best first: those of the
+/// first `pulpcore-manager` on PATH whose interpreter has pulpcore installed
+/// (a wrapper script in front of the real one is looked through).
 pub fn package_roots(path_var: Option<&OsStr>) -> Vec<PathBuf> {
-    let Some(manager) = find_in_path("pulpcore-manager", path_var) else {
+    let Some(path_var) = path_var else {
         return Vec::new();
     };
-    let Some(interpreter) = interpreter_of(&manager, path_var) else {
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join("pulpcore-manager"))
+        .filter(|candidate| candidate.is_file())
+        .map(|manager| roots_of(&manager, Some(path_var)))
+        .find(|roots| roots.iter().any(|root| root.join("pulpcore/app").is_dir()))
+        .unwrap_or_default()
+}
+
+fn roots_of(manager: &Path, path_var: Option<&OsStr>) -> Vec<PathBuf> {
+    let Some(interpreter) = interpreter_of(manager, path_var) else {
         return Vec::new();
     };
     let mut roots = Vec::new();
@@ -145,7 +156,16 @@ mod tests {
                 venv.path().join("bin/python3").display()
             ),
         );
-        let roots = package_roots(Some(venv.path().join("bin").as_os_str()));
+        std::fs::create_dir_all(site.join("pulpcore/app")).unwrap();
+        // A wrapper in front of the real script is looked through.
+        let wrappers = tempfile::tempdir().unwrap();
+        executable(
+            &wrappers.path().join("pulpcore-manager"),
+            "#!/bin/sh\nexec x \"$@\"\n",
+        );
+        let path_var =
+            std::env::join_paths([wrappers.path().to_path_buf(), venv.path().join("bin")]).unwrap();
+        let roots = package_roots(Some(&path_var));
         assert_eq!(roots, vec![site, editable]);
     }
 
@@ -153,7 +173,7 @@ mod tests {
     fn env_shebangs_are_followed_and_missing_manager_gives_nothing() {
         let venv = tempfile::tempdir().unwrap();
         let site = venv.path().join("lib/python3.12/site-packages");
-        std::fs::create_dir_all(&site).unwrap();
+        std::fs::create_dir_all(site.join("pulpcore/app")).unwrap();
         executable(&venv.path().join("bin/python3"), "");
         executable(
             &venv.path().join("bin/pulpcore-manager"),

@@ -1,0 +1,139 @@
+//! Migrations, collectstatic and the admin password run exactly once, with
+//! real pulpcore on real PostgreSQL, and cost no Python when there is
+//! nothing to do. The PATH shims of `support::pulp` record every Pulp
+//! command each replica ran.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::command::{Running, WAIT_LIMIT, wait_until};
+use support::pg::PgCluster;
+use support::pulp::{DatabaseAddress, Overlay, Site, free_port, http_get, online, wait_for_status};
+
+const START_LIMIT: Duration = Duration::from_secs(180);
+
+fn site(pg: &PgCluster, name: &str) -> Site {
+    site_with_venv(pg, name, support::pulp::venv())
+}
+
+fn site_with_venv(pg: &PgCluster, name: &str, venv: std::path::PathBuf) -> Site {
+    pg.create_database(name);
+    Site::with_venv(
+        &DatabaseAddress {
+            host: "127.0.0.1",
+            port: pg.port(),
+            name,
+            user: "postgres",
+            password: pg.superuser_password(),
+        },
+        venv,
+    )
+}
+
+fn count_calls(site: &Site, needle: &str) -> usize {
+    site.calls()
+        .iter()
+        .filter(|call| call.contains(needle))
+        .count()
+}
+
+/// `pulpcore-manager migrate --check` exits 0 only when nothing is left to apply.
+fn fully_migrated(site: &Site) -> bool {
+    site.manager(&["migrate", "--check"]).status.success()
+}
+
+fn stop_all(replicas: Vec<Running>) {
+    let mut replicas = replicas;
+    for replica in &mut replicas {
+        replica.signal(Signal::SIGTERM);
+    }
+    for replica in replicas {
+        replica.wait_at_most(Duration::from_secs(40));
+    }
+}
+
+#[test]
+fn five_replicas_on_a_fresh_database_migrate_exactly_once() {
+    let pg = PgCluster::start();
+    let site = site(&pg, "five");
+    let api_ports = [free_port(), free_port()];
+    let mut replicas = Vec::new();
+    for (replica, port) in api_ports.iter().enumerate() {
+        let mut command = site.entrypoint();
+        command.env("REPLICA", replica.to_string()).args([
+            "pulp-api",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        replicas.push(command);
+    }
+    for replica in 2..4 {
+        let mut command = site.entrypoint();
+        command.env("REPLICA", replica.to_string()).args([
+            "pulp-content",
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+        replicas.push(command);
+    }
+    let mut worker = site.entrypoint();
+    worker.env("REPLICA", "4").arg("pulp-worker");
+    replicas.push(worker);
+    // Start all five at once.
+    let running: Vec<Running> = replicas.iter().map(|command| command.spawn()).collect();
+
+    let status = wait_for_status(api_ports[0], START_LIMIT, "every replica online", |s| {
+        online(s, "online_api_apps").len() == 2
+            && online(s, "online_content_apps").len() == 2
+            && !online(s, "online_workers").is_empty()
+    });
+    assert_eq!(status["database_connection"]["connected"], true);
+    assert!(http_get(api_ports[1], "/pulp/api/v3/status/").is_some_and(|(code, _)| code == 200));
+    assert_eq!(
+        count_calls(&site, "pulpcore-manager migrate --noinput"),
+        1,
+        "{:#?}",
+        site.calls()
+    );
+    assert!(fully_migrated(&site));
+    stop_all(running);
+}
+
+#[test]
+fn a_migrated_database_starts_without_python_and_a_new_migration_is_detected() {
+    let pg = PgCluster::start();
+    let overlay = Overlay::new();
+    let site = site_with_venv(&pg, "migrated", overlay.path());
+    site.entrypoint().arg("migrate").run().assert_code(0);
+    assert_eq!(count_calls(&site, "pulpcore-manager migrate"), 1);
+
+    // Nothing to do: the server is the first Pulp command this start runs.
+    let before = site.calls().len();
+    let worker = site
+        .entrypoint()
+        .env("REPLICA", "w")
+        .arg("pulp-worker")
+        .spawn();
+    wait_until("the worker to start", WAIT_LIMIT, || {
+        site.calls().len() > before
+    });
+    let calls = site.calls()[before..].to_vec();
+    assert!(
+        calls[0].starts_with("w pulpcore-worker"),
+        "a Python command ran before the server: {calls:#?}"
+    );
+    stop_all(vec![worker]);
+
+    // A second start of `migrate` also finds nothing to do.
+    site.entrypoint().arg("migrate").run().assert_code(0);
+    assert_eq!(count_calls(&site, "pulpcore-manager migrate"), 1);
+
+    // One new migration file in one installed app: detected and applied.
+    let name = overlay.add_migration();
+    assert!(!fully_migrated(&site), "Django must see {name} as pending");
+    site.entrypoint().arg("migrate").run().assert_code(0);
+    assert_eq!(count_calls(&site, "pulpcore-manager migrate"), 2);
+    assert!(fully_migrated(&site), "{name} must be applied");
+}
