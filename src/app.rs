@@ -141,6 +141,21 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
             start_phase_only(prepare::Steps::wait_only(&options), &options, &env)
         }
         Command::Init => start_phase_only(prepare::Steps::init_only(&options), &options, &env),
+        Command::Supervise => {
+            let settings = settings::load(&env)?;
+            block_on(async {
+                let mut init = Init::new(options.signal_target.value)?;
+                wait_for_database(&mut init, &settings, &options).await?;
+                let steps = prepare::Steps::for_role(Role::Api, &options);
+                start_phase(&mut init, &settings, &env, steps, "supervise", &options).await?;
+                Ok(crate::supervise::run(&mut init, &settings, &options, &env).await)
+            })
+        }
+        Command::Status => Ok(crate::supervise::status(&env)),
+        Command::Probe(args) => {
+            let settings = settings::load(&env)?;
+            block_on(async { Ok(crate::probe::run(&args, &settings, &env).await) })
+        }
         Command::Api(args) => start_role(Role::Api, args.args, &options, &env),
         Command::Content(args) => start_role(Role::Content, args.args, &options, &env),
         Command::Worker(args) => start_role(Role::Worker, args.args, &options, &env),

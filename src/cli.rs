@@ -145,6 +145,12 @@ pub enum Command {
     WaitMigrations,
     /// First-run setup: directories, encryption key, admin password; then exit
     Init,
+    /// Run the api, the content app and PULP_WORKERS workers (and [[service]]s) in one container
+    Supervise,
+    /// Show the services of a running `supervise`
+    Status,
+    /// Readiness or liveness check for a role (replaces readyz.py)
+    Probe(crate::probe::ProbeArgs),
     /// Print the effective configuration and where each value comes from (secrets redacted)
     Config,
     /// Run any command with only the PID 1 duties (signals, zombies, exit code)
@@ -190,6 +196,7 @@ pub const LINK_NAMES: &[(&str, &str)] = &[
     ("pulp-resource-manager", "pulp-resource-manager"),
     ("wait_on_postgres.py", "wait-postgres"),
     ("wait_on_database_migrations.sh", "wait-migrations"),
+    ("readyz.py", "probe"),
 ];
 
 pub fn parse(argv: Vec<OsString>) -> Result<Invocation, CliError> {
@@ -203,6 +210,17 @@ pub fn parse(argv: Vec<OsString>) -> Result<Invocation, CliError> {
 
     let link = LINK_NAMES.iter().find(|(link, _)| *link == name);
     let full: Vec<OsString> = match link {
+        // readyz.py PATH: the API's readiness, asking PATH (the old script's argument).
+        Some((_, "probe")) => {
+            let mut full: Vec<OsString> = ["pulp-entrypoint", "probe", "ready", "api"]
+                .map(OsString::from)
+                .into();
+            if let Some(path) = rest.into_iter().next() {
+                full.push("--path".into());
+                full.push(path);
+            }
+            full
+        }
         Some((_, subcommand)) => {
             let mut full: Vec<OsString> = vec!["pulp-entrypoint".into(), (*subcommand).into()];
             if !rest.is_empty() {
@@ -283,6 +301,18 @@ mod tests {
         let invocation = parse_words(&["/usr/bin/wait_on_postgres.py"]).unwrap();
         assert!(invocation.legacy_exit_codes);
         assert!(matches!(invocation.cli.command, Command::WaitPostgres));
+    }
+
+    #[test]
+    fn legacy_readyz_is_the_api_readiness_probe() {
+        let invocation = parse_words(&["/usr/bin/readyz.py", "/pulp/api/v3/status/"]).unwrap();
+        match invocation.cli.command {
+            Command::Probe(args) => {
+                assert_eq!((args.kind.as_str(), args.role.as_str()), ("ready", "api"));
+                assert_eq!(args.path.as_deref(), Some("/pulp/api/v3/status/"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod options;
 pub mod pid1;
 pub mod postgres;
 pub mod prepare;
+pub mod probe;
 pub mod roles;
 pub mod settings;
 pub mod sourced;
+pub mod supervise;
