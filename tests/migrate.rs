@@ -137,3 +137,67 @@ fn a_migrated_database_starts_without_python_and_a_new_migration_is_detected() {
     assert_eq!(count_calls(&site, "pulpcore-manager migrate"), 2);
     assert!(fully_migrated(&site), "{name} must be applied");
 }
+
+#[test]
+fn a_replica_killed_mid_migration_is_taken_over() {
+    let pg = PgCluster::start();
+    let site = site(&pg, "killed");
+    let api_ports = [free_port(), free_port()];
+    let mut replicas: Vec<Running> = Vec::new();
+    for (replica, port) in api_ports.iter().enumerate() {
+        replicas.push(
+            site.entrypoint()
+                .env("REPLICA", replica.to_string())
+                .args(["pulp-api", "--bind", &format!("127.0.0.1:{port}")])
+                .in_pid_namespace()
+                .spawn(),
+        );
+    }
+    replicas.push(
+        site.entrypoint()
+            .env("REPLICA", "2")
+            .arg("pulp-worker")
+            .in_pid_namespace()
+            .spawn(),
+    );
+
+    // Wait until one replica is half way through the migrations.
+    let mut migrating = None;
+    wait_until("a replica to be mid-migration", START_LIMIT, || {
+        migrating = site
+            .calls()
+            .iter()
+            .find(|call| call.contains("pulpcore-manager migrate"))
+            .and_then(|call| call.split(' ').next()?.parse::<usize>().ok());
+        migrating.is_some()
+            && pg
+                .psql_in(
+                    "killed",
+                    // Tables created so far: a measure of progress that exists from the start.
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|tables| tables >= 40)
+    });
+    let victim = migrating.expect("found above");
+    // SIGKILL to PID 1 of its namespace: the whole "container" dies, as on node loss.
+    let mut killed = replicas.remove(victim);
+    killed.signal(Signal::SIGKILL);
+    killed.wait();
+
+    let survivor_api = api_ports[if victim == 0 { 1 } else { 0 }];
+    let status = wait_for_status(survivor_api, START_LIMIT, "the survivors online", |s| {
+        !online(s, "online_api_apps").is_empty()
+            && (victim == 2 || !online(s, "online_workers").is_empty())
+    });
+    assert_eq!(status["database_connection"]["connected"], true);
+    assert_eq!(
+        count_calls(&site, "pulpcore-manager migrate --noinput"),
+        2,
+        "the killed run and one that finished it: {:#?}",
+        site.calls()
+    );
+    assert!(fully_migrated(&site), "nothing may be left half-migrated");
+    stop_all(replicas);
+}

@@ -167,6 +167,11 @@ impl PgCluster {
 
     /// Run SQL as the superuser over the unix socket; panics on error.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Run `sql` in `database` as the superuser; the unaligned, tuples-only output.
+    pub fn psql_in(&self, database: &str, sql: &str) -> String {
         let output = run_checked(
             Command::new(pg_program("psql"))
                 .env("PGPASSWORD", &self.password)
@@ -180,7 +185,7 @@ impl PgCluster {
                     "-U",
                     SUPERUSER,
                     "-d",
-                    "postgres",
+                    database,
                 ])
                 .args(["-c", sql]),
         );
