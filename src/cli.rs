@@ -92,6 +92,9 @@ pub struct OptionFlags {
     /// Give up waiting for another replica's migrations after this long [default: 1h]
     #[arg(long, value_name = "DURATION")]
     pub lock_timeout: Option<String>,
+    /// A file holding the admin password, applied when it changes [default: /etc/pulp/pulp-admin-password]
+    #[arg(long, value_name = "PATH")]
+    pub admin_password_file: Option<String>,
     /// Forward signals to the child or to its process group [default: child]
     #[arg(long, value_name = "child|group")]
     pub signal_target: Option<String>,
@@ -113,6 +116,7 @@ impl OptionFlags {
         put("name_template", &self.name_template);
         put("signal_target", &self.signal_target);
         put("lock_timeout", &self.lock_timeout);
+        put("admin_password_file", &self.admin_password_file);
         if self.exec {
             values.insert("exec", "true".into());
         }

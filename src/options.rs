@@ -63,6 +63,11 @@ pub const OPTION_KEYS: &[(&str, &str, &str)] = &[
         "give up waiting for another replica's migrations (or for --no-migrate's job) after this long",
     ),
     (
+        "admin_password_file",
+        "/etc/pulp/pulp-admin-password",
+        "a file holding the admin password: applied when it changes",
+    ),
+    (
         "signal_target",
         "child",
         "forward signals to the child only (child) or to its whole process group (group)",
@@ -102,6 +107,7 @@ pub struct Options {
     pub signal_target: Sourced<SignalTarget>,
     pub migrate: Sourced<bool>,
     pub lock_timeout: Sourced<Duration>,
+    pub admin_password_file: Sourced<PathBuf>,
     /// `PULP_ENTRYPOINT_*` variables that name no option (probably typos).
     pub unknown_env: Vec<String>,
 }
@@ -176,6 +182,8 @@ impl Options {
             })?,
             migrate: layers.resolve("migrate", parse_bool)?,
             lock_timeout: layers.resolve("lock_timeout", duration::parse)?,
+            admin_password_file: layers
+                .resolve("admin_password_file", |text| Ok(PathBuf::from(text)))?,
             unknown_env: env
                 .with_prefix(ENV_PREFIX)
                 .map(|(name, _)| name)
@@ -237,6 +245,11 @@ impl Options {
                 "lock_timeout",
                 duration(&self.lock_timeout),
                 &self.lock_timeout.source,
+            ),
+            line(
+                "admin_password_file",
+                self.admin_password_file.value.display().to_string(),
+                &self.admin_password_file.source,
             ),
             line(
                 "signal_target",

@@ -2,6 +2,7 @@
 //! `migrate::coordinator`, wired to the real database and to
 //! `pulpcore-manager` run under the PID 1 duties.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -17,7 +18,7 @@ use crate::settings::{DatabaseSettings, PulpSettings};
 use crate::sourced::Secret;
 
 /// What the caller asks of the start phase.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Steps {
     /// Directories and the encryption key.
     pub local_setup: bool,
@@ -26,6 +27,7 @@ pub struct Steps {
     pub collectstatic: bool,
     pub admin_password: bool,
     pub lock_timeout: Duration,
+    pub admin_password_file: PathBuf,
 }
 
 impl Steps {
@@ -37,6 +39,7 @@ impl Steps {
             collectstatic: role == Role::Api,
             admin_password: true,
             lock_timeout: options.lock_timeout.value,
+            admin_password_file: options.admin_password_file.value.clone(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Steps {
             collectstatic: false,
             admin_password: false,
             lock_timeout: options.lock_timeout.value,
+            admin_password_file: options.admin_password_file.value.clone(),
         }
     }
 
@@ -166,7 +170,7 @@ pub async fn run(
             .get("PULP_DEFAULT_ADMIN_PASSWORD")
             .filter(|p| !p.is_empty())
             .map(Secret::new),
-        admin_password_file: coordinator::ADMIN_PASSWORD_FILE.into(),
+        admin_password_file: steps.admin_password_file.clone(),
     };
     let database = Database {
         settings: &settings.database,

@@ -201,3 +201,76 @@ fn a_replica_killed_mid_migration_is_taken_over() {
     assert!(fully_migrated(&site), "nothing may be left half-migrated");
     stop_all(replicas);
 }
+
+/// Whether Django accepts `password` for admin (the test's own check; the
+/// password in this argv is the test's, not the entrypoint's).
+fn admin_login_works(site: &Site, password: &str) -> bool {
+    let script = format!(
+        "from django.contrib.auth import authenticate; print(authenticate(username='admin', password={password:?}) is not None)"
+    );
+    let output = site.manager(&["shell", "-c", &script]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim() == "True"
+}
+
+#[test]
+fn the_admin_password_is_set_once_and_never_through_argv() {
+    let pg = PgCluster::start();
+    let site = site(&pg, "admin");
+    site.entrypoint().arg("migrate").run().assert_code(0);
+    let file = site.root().join("pulp-admin-password");
+
+    let first = "first-Pa55word";
+    site.entrypoint()
+        .env("PULP_DEFAULT_ADMIN_PASSWORD", first)
+        .env("PULP_ENTRYPOINT_ADMIN_PASSWORD_FILE", &file)
+        .arg("init")
+        .run()
+        .assert_code(0);
+    assert!(admin_login_works(&site, first));
+    // Every Pulp command's argv went through the shims' log: no password there.
+    assert!(
+        count_calls(&site, "pulpcore-manager shell") == 1,
+        "{:#?}",
+        site.calls()
+    );
+    assert!(!site.calls().iter().any(|call| call.contains(first)));
+
+    // A changed PULP_DEFAULT_ADMIN_PASSWORD does not touch an existing admin.
+    let calls = site.calls().len();
+    site.entrypoint()
+        .env("PULP_DEFAULT_ADMIN_PASSWORD", "second-Pa55word")
+        .env("PULP_ENTRYPOINT_ADMIN_PASSWORD_FILE", &file)
+        .arg("init")
+        .run()
+        .assert_code(0);
+    assert_eq!(site.calls().len(), calls, "nothing to do, no Python");
+    assert!(admin_login_works(&site, first));
+
+    // The password file wins, and is applied again only when it changes.
+    std::fs::write(&file, "third-Pa55word\n").unwrap();
+    for _ in 0..2 {
+        site.entrypoint()
+            .env("PULP_ENTRYPOINT_ADMIN_PASSWORD_FILE", &file)
+            .arg("init")
+            .run()
+            .assert_code(0);
+    }
+    assert!(admin_login_works(&site, "third-Pa55word"));
+    assert_eq!(
+        count_calls(&site, "pulpcore-manager shell"),
+        2,
+        "{:#?}",
+        site.calls()
+    );
+    assert!(
+        !site
+            .calls()
+            .iter()
+            .any(|call| call.contains("third-Pa55word"))
+    );
+}

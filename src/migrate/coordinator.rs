@@ -33,8 +33,6 @@ use super::fingerprint::{self, Fingerprint, Kind};
 use super::state::{self, Record};
 use crate::sourced::Secret;
 
-/// The default admin password file of the Pulp images.
-pub const ADMIN_PASSWORD_FILE: &str = "/etc/pulp/pulp-admin-password";
 /// Written into STATIC_ROOT after collectstatic, holding the static-files fingerprint.
 pub const STATIC_MARKER: &str = ".pulp-entrypoint-collectstatic";
 
