@@ -292,6 +292,23 @@ fn binary_runs_alone_in_a_scratch_image() {
         COMMAND_LIMIT,
     );
     assert_eq!(child.code, Some(64), "{child}");
+
+    // A host name from /etc/hosts, with no libc resolver, NSS module or nsswitch.conf in the
+    // image: the entrypoint resolves it itself and logs in to a real PostgreSQL.
+    let pg = Postgres::start();
+    let site = Site::new(&pg, "http://127.0.0.1:24816");
+    let wait = run(
+        podman()
+            .args(["run", "--rm", "--network", "host"])
+            .args(["--add-host", "pulp-db.image-test:127.0.0.1"])
+            .args(site.mounts())
+            .args(["--env", "PULP_DATABASES__default__HOST=pulp-db.image-test"])
+            .args(["--env", "PULP_ENTRYPOINT_POSTGRES_TIMEOUT=20s"])
+            .args([tag, "wait-postgres"]),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(wait.code, Some(0), "{wait}");
+    assert!(wait.stderr.contains("pulp-db.image-test"), "{wait}");
 }
 
 /// A podman volume, removed when dropped.
