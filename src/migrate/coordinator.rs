@@ -29,7 +29,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
-use super::fingerprint::{self, Fingerprint, Kind};
+use super::fingerprint::{self, Fingerprint};
 use super::state::{self, Record};
 use crate::sourced::Secret;
 
@@ -158,12 +158,7 @@ pub async fn prepare(
     plan: &Plan,
 ) -> Result<(), PrepareError> {
     let started = Instant::now();
-    let migrations = fingerprint::compute(&plan.package_roots, Kind::Migrations);
-    let statics = if plan.collectstatic {
-        fingerprint::compute(&plan.package_roots, Kind::Static)
-    } else {
-        None
-    };
+    let (migrations, statics) = fingerprint::compute_both(&plan.package_roots, plan.collectstatic);
     if migrations.is_none() {
         warn!(
             "the installed migrations could not be found (no pulpcore-manager on PATH whose site-packages hold pulpcore/app/migrations): asking Django instead"

@@ -83,11 +83,18 @@ fn interpreter_of(script: &Path, path_var: Option<&OsStr>) -> Option<PathBuf> {
 }
 
 /// `<venv>/bin/python3` -> `<venv>`; a venv's python is a link to the base
-/// interpreter, whose prefix is searched as well (system site-packages).
+/// interpreter, whose prefix is searched as well only when the venv includes
+/// the system site-packages (`pyvenv.cfg`), as Python does.
 fn prefixes(interpreter: &Path) -> Vec<PathBuf> {
     let mut prefixes = Vec::new();
-    if let Some(prefix) = interpreter.parent().and_then(Path::parent) {
-        prefixes.push(prefix.to_path_buf());
+    let Some(prefix) = interpreter.parent().and_then(Path::parent) else {
+        return prefixes;
+    };
+    prefixes.push(prefix.to_path_buf());
+    if let Ok(config) = std::fs::read_to_string(prefix.join("pyvenv.cfg"))
+        && !includes_system_site_packages(&config)
+    {
+        return prefixes;
     }
     if let Ok(real) = interpreter.canonicalize()
         && let Some(prefix) = real.parent().and_then(Path::parent)
@@ -96,6 +103,15 @@ fn prefixes(interpreter: &Path) -> Vec<PathBuf> {
         prefixes.push(prefix.to_path_buf());
     }
     prefixes
+}
+
+fn includes_system_site_packages(pyvenv_cfg: &str) -> bool {
+    pyvenv_cfg.lines().any(|line| {
+        let mut parts = line.splitn(2, '=');
+        let key = parts.next().unwrap_or("").trim();
+        let value = parts.next().unwrap_or("").trim();
+        key == "include-system-site-packages" && value.eq_ignore_ascii_case("true")
+    })
 }
 
 /// Directory lines of `.pth` files; `import` lines are code and are skipped.

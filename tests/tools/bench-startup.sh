@@ -58,8 +58,9 @@ echo "### 2. Peak memory before exec (max RSS, KiB)"
 echo
 echo "| start path | max RSS |"
 echo "|---|---|"
-echo "| pulp-entrypoint | $( { /usr/bin/time -f %M "$entrypoint" pulp-api >/dev/null 2>/dev/null; } 2>&1 | tail -n1 ) |"
-echo "| classic | $( { /usr/bin/time -f %M "$classic" pulpcore-api >/dev/null 2>/dev/null; } 2>&1 | tail -n1 ) |"
+max_rss() { /usr/bin/time -o "$work/rss" -f %M "$@" >/dev/null 2>&1; cat "$work/rss"; }
+echo "| pulp-entrypoint | $(max_rss "$entrypoint" pulp-api) |"
+echo "| classic | $(max_rss "$classic" pulpcore-api) |"
 echo
 echo "### 3. Migrations finished -> waiting replica starts its server"
 echo
