@@ -128,11 +128,8 @@ fn walk(root: &Path, dir: &Path, depth: usize, found: &mut Found) {
         let path = entry.path();
         match name.as_ref() {
             "migrations" => add_files(root, &path, false, &mut found.migrations),
-            "static" => {
-                if found.with_static {
-                    add_files(root, &path, true, &mut found.statics);
-                }
-            }
+            "static" if found.with_static => add_files(root, &path, true, &mut found.statics),
+            "static" => {}
             _ if depth + 1 < MAX_DEPTH => walk(root, &path, depth + 1, found),
             _ => {}
         }
