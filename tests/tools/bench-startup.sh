@@ -64,7 +64,7 @@ echo "| classic | $(max_rss "$classic" pulpcore-api) |"
 echo
 echo "### 3. Migrations finished -> waiting replica starts its server"
 echo
-echo "Three runs each; negative: the replica started its server before \\`migrate\\` had exited."
+echo 'Three runs each; a negative delay: the replica started its server before `migrate` had exited.'
 echo
 echo "| start path | delays (ms) |"
 echo "|---|---|"
