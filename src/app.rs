@@ -164,6 +164,7 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
             let line = CommandLine {
                 program: words.next().unwrap_or_default(),
                 args: words.collect(),
+                env: Vec::new(),
             };
             let stop = StopPolicy {
                 steps: vec![StopStep {
@@ -197,7 +198,10 @@ fn start_role(
         .clone()
         .unwrap_or_else(roles::unique_name_template);
     // Built before waiting, so a bad PULP_* variable fails at once.
-    let line = roles::server_command(role, env, &Host::detect(env), &template, &extra)?;
+    let mut line = roles::server_command(role, env, &Host::detect(env), &template, &extra)?;
+    if role == Role::Worker {
+        line.env.extend(task_grace_interval(&settings, options));
+    }
     let stop = stop_policy(role, options);
     block_on(async {
         let mut init = Init::new(options.signal_target.value)?;
@@ -266,6 +270,24 @@ async fn supervise_or_exec(
     info!("starting {what}: {line}");
     let exit = init.supervise(line.to_command(), stop).await?;
     Ok(exit.exit_code())
+}
+
+/// pulpcore-worker aborts its task `TASK_GRACE_INTERVAL` (600 s by default)
+/// after SIGINT. Unless the deployment chose a value, make it short enough for
+/// the abort to happen before the stop sequence's SIGKILL, with 2 s to spare.
+fn task_grace_interval(settings: &PulpSettings, options: &Options) -> Option<(String, String)> {
+    if settings.task_grace_interval.is_some() {
+        return None;
+    }
+    let left = options
+        .stop_grace
+        .value
+        .checked_sub(options.worker_abort_after.value)?
+        .as_secs();
+    Some((
+        "PULP_TASK_GRACE_INTERVAL".into(),
+        left.saturating_sub(2).max(1).to_string(),
+    ))
 }
 
 /// The stop sequence after the first SIGTERM (which is forwarded at once).

@@ -31,12 +31,15 @@ impl Role {
 pub struct CommandLine {
     pub program: OsString,
     pub args: Vec<OsString>,
+    /// Variables added to the inherited environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl CommandLine {
     pub fn to_command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(&self.program);
         command.args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 }
@@ -172,6 +175,7 @@ pub fn server_command(
     Ok(CommandLine {
         program: program.into(),
         args: flags.finish(),
+        env: Vec::new(),
     })
 }
 
