@@ -47,6 +47,8 @@ pub struct TestCommand {
     envs: Vec<(OsString, OsString)>,
     /// A program (and its arguments) that starts the entrypoint as its child.
     launcher: Vec<OsString>,
+    /// Run this path instead of the binary (a link with another name).
+    program: Option<PathBuf>,
 }
 
 impl TestCommand {
@@ -56,6 +58,7 @@ impl TestCommand {
             args: Vec::new(),
             envs: Vec::new(),
             launcher: Vec::new(),
+            program: None,
         }
     }
 
@@ -99,6 +102,12 @@ impl TestCommand {
 
     /// Start the entrypoint through `launcher`, which gets the entrypoint's
     /// path and arguments appended and must exec it or run it as its direct child.
+    /// Run `path` (e.g. a link named like a legacy script) instead of the binary itself.
+    pub fn via(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.program = Some(path.as_ref().to_path_buf());
+        self
+    }
+
     pub fn launched_by<I, S>(&mut self, launcher: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
@@ -113,7 +122,7 @@ impl TestCommand {
 
     /// Start it, stdin from /dev/null, output to temporary files.
     pub fn spawn(&self) -> Running {
-        let binary = entrypoint_path();
+        let binary = self.program.clone().unwrap_or_else(entrypoint_path);
         let mut command = match self.launcher.split_first() {
             Some((launcher, args)) => {
                 let mut command = Command::new(launcher);
