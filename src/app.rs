@@ -77,8 +77,12 @@ impl Error {
     }
 }
 
+/// When this process started, for the `exec` phase line.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Run the entrypoint and return the process exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    STARTED.get_or_init(std::time::Instant::now);
     let invocation = match cli::parse(argv) {
         Ok(invocation) => invocation,
         Err(CliError::Info(text)) => {
@@ -263,11 +267,22 @@ async fn supervise_or_exec(
     stop: &StopPolicy,
     options: &Options,
 ) -> Result<i32, Error> {
+    let since_start = STARTED
+        .get()
+        .map_or(0, |started| started.elapsed().as_millis() as u64);
     if options.exec.value {
-        info!("exec {what}: {line}");
+        info!(
+            phase = "exec",
+            duration_ms = since_start,
+            "exec {what}: {line}"
+        );
         return Err(pid1::exec(line.to_command()).into());
     }
-    info!("starting {what}: {line}");
+    info!(
+        phase = "exec",
+        duration_ms = since_start,
+        "starting {what}: {line}"
+    );
     let exit = init.supervise(line.to_command(), stop).await?;
     Ok(exit.exit_code())
 }
