@@ -20,6 +20,7 @@ use crate::options::{OPTION_KEYS, Options, OptionsError};
 use crate::pid1::{self, Init, Pid1Error, StopPolicy, StopStep};
 use crate::postgres::{self, WaitError, WaitPolicy};
 use crate::prepare;
+use crate::role_policy::{stop_policy, task_grace_interval};
 use crate::roles::{self, CommandLine, Host, Role, RoleConfigError};
 use crate::settings::{self, PulpSettings, SettingsError};
 
@@ -42,6 +43,8 @@ pub enum Error {
     Pid1(#[from] Pid1Error),
     #[error(transparent)]
     Prepare(PrepareError),
+    #[error(transparent)]
+    Supervise(#[from] crate::supervise::ConfigError),
     #[error(
         "pulp-resource-manager was removed in pulpcore 3.16 (tasks no longer go through a resource manager): run pulp-worker instead"
     )]
@@ -57,7 +60,9 @@ impl Error {
         match self {
             Error::Cli(CliError::Info(_)) => exit::SUCCESS,
             Error::Cli(CliError::Usage(_)) | Error::RemovedRole => exit::USAGE,
-            Error::Options(_) | Error::Settings(_) | Error::Role(_) => exit::CONFIG,
+            Error::Options(_) | Error::Settings(_) | Error::Role(_) | Error::Supervise(_) => {
+                exit::CONFIG
+            }
             Error::Postgres(error) => error.exit_code(),
             Error::Pid1(error) => error.exit_code(),
             Error::Prepare(error) => match error {
@@ -145,17 +150,11 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
             start_phase_only(prepare::Steps::wait_only(&options), &options, &env)
         }
         Command::Init => start_phase_only(prepare::Steps::init_only(&options), &options, &env),
-        Command::Supervise => {
-            let settings = settings::load(&env)?;
-            block_on(async {
-                let mut init = Init::new(options.signal_target.value)?;
-                wait_for_database(&mut init, &settings, &options).await?;
-                let steps = prepare::Steps::for_role(Role::Api, &options);
-                start_phase(&mut init, &settings, &env, steps, "supervise", &options).await?;
-                Ok(crate::supervise::run(&mut init, &settings, &options, &env).await)
-            })
-        }
-        Command::Status => Ok(crate::supervise::status(&env)),
+        Command::Supervise => supervise(&options, &env),
+        Command::Status { json } => Ok(crate::supervise::show_status(
+            &options.status_file.value,
+            json,
+        )),
         Command::Probe(args) => {
             let settings = settings::load(&env)?;
             block_on(async { Ok(crate::probe::run(&args, &settings, &env).await) })
@@ -213,6 +212,51 @@ fn start_role(
         let steps = prepare::Steps::for_role(role, options);
         start_phase(&mut init, &settings, env, steps, role.name(), options).await?;
         supervise_or_exec(&mut init, role.name(), &line, &stop, options).await
+    })
+}
+
+/// `supervise`: the start phase once (when a Pulp role is among the
+/// services), then every service.
+fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
+    let settings = settings::load(env)?;
+    let plan = crate::supervise::Plan::load(&options.config_path, env)?;
+    let template = options
+        .name_template
+        .value
+        .clone()
+        .unwrap_or_else(roles::unique_name_template);
+    let host = Host::detect(env);
+    // Built before waiting, so a bad PULP_* variable fails at once.
+    let mut lines = Vec::new();
+    for role in [Role::Api, Role::Content, Role::Worker] {
+        let mut line = roles::server_command(role, env, &host, &template, &[])?;
+        if role == Role::Worker {
+            line.env.extend(task_grace_interval(&settings, options));
+        }
+        lines.push((role, line));
+    }
+    let role_command = move |role: Role| {
+        lines
+            .iter()
+            .find(|(known, _)| *known == role)
+            .map(|(_, line)| line.clone())
+            .expect("a command line for every role")
+    };
+    block_on(async {
+        let mut init = Init::new(options.signal_target.value)?;
+        if plan.runs_pulp() {
+            wait_for_database(&mut init, &settings, options).await?;
+            let role = if plan.services.iter().any(|s| s.role() == Some(Role::Api)) {
+                Role::Api
+            } else {
+                Role::Worker
+            };
+            let steps = prepare::Steps::for_role(role, options);
+            start_phase(&mut init, &settings, env, steps, "supervise", options).await?;
+        }
+        let supervisor =
+            crate::supervise::Supervisor::new(&mut init, plan, options, env, &role_command);
+        Ok(supervisor.run().await)
     })
 }
 
@@ -285,45 +329,6 @@ async fn supervise_or_exec(
     );
     let exit = init.supervise(line.to_command(), stop).await?;
     Ok(exit.exit_code())
-}
-
-/// pulpcore-worker aborts its task `TASK_GRACE_INTERVAL` (600 s by default)
-/// after SIGINT. Unless the deployment chose a value, make it short enough for
-/// the abort to happen before the stop sequence's SIGKILL, with 2 s to spare.
-fn task_grace_interval(settings: &PulpSettings, options: &Options) -> Option<(String, String)> {
-    if settings.task_grace_interval.is_some() {
-        return None;
-    }
-    let left = options
-        .stop_grace
-        .value
-        .checked_sub(options.worker_abort_after.value)?
-        .as_secs();
-    Some((
-        "PULP_TASK_GRACE_INTERVAL".into(),
-        left.saturating_sub(2).max(1).to_string(),
-    ))
-}
-
-/// The stop sequence after the first SIGTERM (which is forwarded at once).
-/// The worker gets SIGINT before the end so pulpcore aborts its task and
-/// marks it failed itself, instead of dying mid-task on SIGKILL.
-fn stop_policy(role: Role, options: &Options) -> StopPolicy {
-    let kill = StopStep {
-        after: options.stop_grace.value,
-        signal: Signal::SIGKILL,
-    };
-    let steps = match role {
-        Role::Worker if options.worker_abort_after.value < options.stop_grace.value => vec![
-            StopStep {
-                after: options.worker_abort_after.value,
-                signal: Signal::SIGINT,
-            },
-            kill,
-        ],
-        _ => vec![kill],
-    };
-    StopPolicy { steps }
 }
 
 async fn wait_for_database(

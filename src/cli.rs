@@ -151,8 +151,12 @@ pub enum Command {
     Init,
     /// Run the api, the content app and PULP_WORKERS workers (and [[service]]s) in one container
     Supervise,
-    /// Show the services of a running `supervise`
-    Status,
+    /// Show the services of a running `supervise` (exit 0 all running, 1 not, 69 no supervise)
+    Status {
+        /// Print the status file as it is (JSON)
+        #[arg(long)]
+        json: bool,
+    },
     /// Readiness or liveness check for a role (replaces readyz.py)
     Probe(crate::probe::ProbeArgs),
     /// Print the effective configuration and where each value comes from (secrets redacted)

@@ -9,6 +9,8 @@
 pub const SUCCESS: i32 = 0;
 /// Legacy `wait_on_postgres.py` / `wait_on_database_migrations.sh`: any failure.
 pub const LEGACY_FAILURE: i32 = 1;
+/// `status`: a service is not running; `probe`: not ready or not alive.
+pub const NOT_RUNNING: i32 = 1;
 /// The command line is wrong (unknown flag, removed role such as pulp-resource-manager).
 pub const USAGE: i32 = 64;
 /// PostgreSQL rejected a request in a way that will not fix itself
@@ -16,6 +18,8 @@ pub const USAGE: i32 = 64;
 pub const DATABASE_ERROR: i32 = 65;
 /// PostgreSQL was not reachable before the timeout.
 pub const DATABASE_UNAVAILABLE: i32 = 69;
+/// `status`: no `supervise` is running (same number as above: sysexits' EX_UNAVAILABLE).
+pub const NO_SUPERVISOR: i32 = 69;
 /// A bug in the entrypoint.
 pub const INTERNAL: i32 = 70;
 /// The operating system refused something (fork, signal setup, a directory).

@@ -18,6 +18,7 @@ pub mod pid1;
 pub mod postgres;
 pub mod prepare;
 pub mod probe;
+pub mod role_policy;
 pub mod roles;
 pub mod settings;
 pub mod sourced;

@@ -19,6 +19,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/pulp/entrypoint.toml";
 pub const CONFIG_ENV: &str = "PULP_ENTRYPOINT_CONFIG";
 const ENV_PREFIX: &str = "PULP_ENTRYPOINT_";
 
+/// Tables of the same file that belong to `supervise` (read by `supervise::config`).
+pub const SUPERVISE_TABLES: &[&str] = &["supervise", "service"];
+
 /// Every option: TOML key, default shown in `--help` and `config`, what it does.
 pub const OPTION_KEYS: &[(&str, &str, &str)] = &[
     (
@@ -68,6 +71,11 @@ pub const OPTION_KEYS: &[(&str, &str, &str)] = &[
         "a file holding the admin password: applied when it changes",
     ),
     (
+        "status_file",
+        "/tmp/pulp-entrypoint-status.json",
+        "supervise: where the state of every service is written for `pulp-entrypoint status`",
+    ),
+    (
         "signal_target",
         "child",
         "forward signals to the child only (child) or to its whole process group (group)",
@@ -96,6 +104,8 @@ pub enum SignalTarget {
 pub struct Options {
     /// The TOML file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// The TOML file consulted, present or not (re-read by `supervise` on SIGHUP).
+    pub config_path: PathBuf,
     pub postgres_timeout: Sourced<Duration>,
     pub missing_database_grace: Sourced<Duration>,
     pub stop_grace: Sourced<Duration>,
@@ -108,6 +118,7 @@ pub struct Options {
     pub migrate: Sourced<bool>,
     pub lock_timeout: Sourced<Duration>,
     pub admin_password_file: Sourced<PathBuf>,
+    pub status_file: Sourced<PathBuf>,
     /// `PULP_ENTRYPOINT_*` variables that name no option (probably typos).
     pub unknown_env: Vec<String>,
 }
@@ -141,6 +152,7 @@ impl Options {
         config_flag: Option<&Path>,
         env: &Environment,
     ) -> Result<Options, OptionsError> {
+        let config_path = config_path(config_flag, env);
         let file = read_config_file(config_flag, env)?;
         let layers = Layers {
             flags,
@@ -154,6 +166,7 @@ impl Options {
         };
         Ok(Options {
             config_file: file.as_ref().map(|f| f.path.clone()),
+            config_path,
             postgres_timeout: layers.resolve("postgres_timeout", duration::parse)?,
             missing_database_grace: layers.resolve("missing_database_grace", duration::parse)?,
             stop_grace: layers.resolve("stop_grace", duration::parse)?,
@@ -184,6 +197,13 @@ impl Options {
             lock_timeout: layers.resolve("lock_timeout", duration::parse)?,
             admin_password_file: layers
                 .resolve("admin_password_file", |text| Ok(PathBuf::from(text)))?,
+            status_file: layers.resolve("status_file", |text| {
+                if text.is_empty() {
+                    Err("the status file path is empty".to_string())
+                } else {
+                    Ok(PathBuf::from(text))
+                }
+            })?,
             unknown_env: env
                 .with_prefix(ENV_PREFIX)
                 .map(|(name, _)| name)
@@ -252,6 +272,11 @@ impl Options {
                 &self.admin_password_file.source,
             ),
             line(
+                "status_file",
+                self.status_file.value.display().to_string(),
+                &self.status_file.source,
+            ),
+            line(
                 "signal_target",
                 format!("{:?}", self.signal_target.value).to_lowercase(),
                 &self.signal_target.source,
@@ -270,6 +295,15 @@ pub fn flag_name(key: &str) -> String {
     format!("--{}", key.replace('_', "-"))
 }
 
+/// The file `--config` or `PULP_ENTRYPOINT_CONFIG` names, else the default.
+fn config_path(config_flag: Option<&Path>, env: &Environment) -> PathBuf {
+    match (config_flag, env.get(CONFIG_ENV)) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(path)) => PathBuf::from(path),
+        (None, None) => PathBuf::from(DEFAULT_CONFIG_FILE),
+    }
+}
+
 struct ConfigFile {
     path: PathBuf,
     table: toml::Table,
@@ -281,11 +315,8 @@ fn read_config_file(
     config_flag: Option<&Path>,
     env: &Environment,
 ) -> Result<Option<ConfigFile>, OptionsError> {
-    let (path, explicit) = match (config_flag, env.get(CONFIG_ENV)) {
-        (Some(path), _) => (path.to_path_buf(), true),
-        (None, Some(path)) => (PathBuf::from(path), true),
-        (None, None) => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
-    };
+    let path = config_path(config_flag, env);
+    let explicit = config_flag.is_some() || env.get(CONFIG_ENV).is_some();
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if !explicit && error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -302,16 +333,20 @@ fn read_config_file(
                 path: path.clone(),
                 reason: error.message().to_string(),
             })?;
-    if let Some(key) = table
-        .keys()
-        .find(|key| !OPTION_KEYS.iter().any(|(known, _, _)| known == key))
-    {
+    if let Some(key) = table.keys().find(|key| {
+        !OPTION_KEYS.iter().any(|(known, _, _)| known == key)
+            && !SUPERVISE_TABLES.contains(&key.as_str())
+    }) {
         return Err(OptionsError::UnknownKey {
             path,
             key: key.clone(),
             known: OPTION_KEYS
                 .iter()
                 .map(|(key, _, _)| *key)
+                .chain(SUPERVISE_TABLES.iter().map(|table| match *table {
+                    "service" => "[[service]]",
+                    _ => "[supervise]",
+                }))
                 .collect::<Vec<_>>()
                 .join(", "),
         });

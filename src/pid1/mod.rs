@@ -64,6 +64,7 @@ mod spawn;
 mod stop;
 
 use std::process::Command;
+use std::time::Duration;
 
 use nix::libc::c_int;
 use nix::sys::signal::Signal;
@@ -74,10 +75,9 @@ use tracing::{debug, error, info, warn};
 pub use crate::options::SignalTarget;
 pub use error::Pid1Error;
 pub use reap::ChildExit;
-pub use stop::{StopPolicy, StopStep};
+pub use stop::{Schedule, StopPolicy, StopStep};
 
 use signals::SignalPipe;
-use stop::Schedule;
 
 /// This process acting as init: signal handlers installed, orphans adopted.
 #[derive(Debug)]
@@ -228,6 +228,95 @@ impl Init {
             }
         }
     }
+}
+
+/// What [`Init::next_event`] saw, for a supervisor of several children.
+#[derive(Debug)]
+pub enum Event {
+    /// A signal other than SIGCHLD arrived (not forwarded: the caller decides).
+    Signal(c_int),
+    /// These processes died and were reaped (orphans included).
+    Exited(Vec<(Pid, ChildExit)>),
+}
+
+impl Init {
+    /// Start `command` in a process group of its own, never with the
+    /// terminal, for a caller that runs several children (`supervise`). The
+    /// returned handle is only for its pipes: its status is collected by
+    /// [`Init::next_event`], so never wait on it.
+    pub fn spawn(&mut self, command: Command) -> Result<std::process::Child, Pid1Error> {
+        spawn::spawn(command, false)
+    }
+
+    /// The next signal, or the processes that died since the last call.
+    /// Cancel safe. Reaps before waiting, so a child that died before its
+    /// SIGCHLD was read is reported too.
+    pub async fn next_event(&mut self) -> Result<Event, Pid1Error> {
+        loop {
+            let (dead, _) = reap::reap_each().map_err(Pid1Error::Wait)?;
+            if !dead.is_empty() {
+                return Ok(Event::Exited(
+                    dead.into_iter()
+                        .map(|(pid, exit)| (Pid::from_raw(pid), exit))
+                        .collect(),
+                ));
+            }
+            let signo = self
+                .signals
+                .next()
+                .await
+                .map_err(|source| Pid1Error::Setup {
+                    what: "signal socket",
+                    source,
+                })?;
+            if signo != nix::libc::SIGCHLD {
+                return Ok(Event::Signal(signo));
+            }
+        }
+    }
+
+    /// Reap until no child is left, for at most `limit`: the last processes
+    /// of killed services die within moments, and should not be left as
+    /// zombies for whoever inherits them. Returns whether none is left.
+    pub async fn reap_remaining(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            match reap::reap_each() {
+                Ok((_, true)) => return true,
+                Ok((dead, false)) => {
+                    for (pid, exit) in dead {
+                        debug!("reaped leftover process {pid}: {exit}");
+                    }
+                }
+                Err(_) => return false,
+            }
+            tokio::select! {
+                _ = self.signals.next() => {}
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+
+    /// Who receives forwarded signals.
+    pub fn signal_target(&self) -> SignalTarget {
+        self.target
+    }
+}
+
+/// Send `signo` to `pid` as [`Init::supervise`] forwards it: to the process,
+/// or to its group with [`SignalTarget::Group`] and always for SIGKILL.
+pub fn send(pid: Pid, signo: c_int, target: SignalTarget) {
+    forward(pid, signo, target);
+}
+
+/// A signal's name for messages: SIGTERM, SIGRTMIN+3.
+pub fn signal_name(signo: c_int) -> String {
+    signals::name(signo)
+}
+
+/// TERM, INT and QUIT ask PID 1 to stop.
+pub fn termination_signal(signo: c_int) -> Option<Signal> {
+    signals::termination(signo)
 }
 
 /// Replace this process with `command` (execvp). Returns only on failure.

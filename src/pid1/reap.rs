@@ -77,6 +77,29 @@ pub(super) struct Reaped {
     pub(super) none_left: bool,
 }
 
+/// Reap every child that is already dead, without blocking, and return each
+/// pid with its status; the flag says no child at all is left.
+pub(super) fn reap_each() -> io::Result<(Vec<(pid_t, ChildExit)>, bool)> {
+    let mut dead = Vec::new();
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: status is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => return Ok((dead, false)),
+            -1 => {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    Some(libc::ECHILD) => return Ok((dead, true)),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(error),
+                }
+            }
+            pid => dead.push((pid, ChildExit::from_raw(status))),
+        }
+    }
+}
+
 /// Reap every child that is already dead, without blocking.
 pub(super) fn reap_all(main: Option<pid_t>) -> io::Result<Reaped> {
     let mut reaped = Reaped::default();

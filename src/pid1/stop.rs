@@ -43,14 +43,14 @@ impl StopPolicy {
 
 /// The policy's steps as deadlines, counted from when stopping started.
 #[derive(Debug)]
-pub(super) struct Schedule {
+pub struct Schedule {
     started: Instant,
     steps: Vec<StopStep>,
     next: usize,
 }
 
 impl Schedule {
-    pub(super) fn new(started: Instant, policy: &StopPolicy) -> Self {
+    pub fn new(started: Instant, policy: &StopPolicy) -> Self {
         let mut steps = policy.steps.clone();
         // Stable: equal offsets keep the order the caller gave.
         steps.sort_by_key(|step| step.after);
@@ -62,14 +62,14 @@ impl Schedule {
     }
 
     /// When the next step is due, or `None` when every step has been taken.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Instant> {
         self.steps
             .get(self.next)
             .map(|step| self.started + step.after)
     }
 
     /// The steps due at `now`, in order; each is returned only once.
-    pub(super) fn take_due(&mut self, now: Instant) -> Vec<StopStep> {
+    pub fn take_due(&mut self, now: Instant) -> Vec<StopStep> {
         let mut due = Vec::new();
         while let Some(step) = self.steps.get(self.next) {
             if self.started + step.after > now {

@@ -1,23 +1,47 @@
-//! `pulp-entrypoint supervise`: the api, the content app and N workers in one container.
+//! `pulp-entrypoint supervise`: the api, the content app and N workers (and
+//! any `[[service]]` of the configuration) in one container, replacing the
+//! s6-overlay setup of Pulp's all-in-one image.
+//!
+//! # Theory of operation
+//!
+//! 1. Before anything runs, [`Plan::load`] reads the `[supervise]` table and
+//!    the `[[service]]` entries (`config`), and the caller builds each Pulp
+//!    role's command line, so every mistake is reported at once (exit 78).
+//! 2. When a Pulp role is among the services, the start phase runs once for
+//!    all of them, as for a single role: wait for PostgreSQL, migrations,
+//!    collectstatic, first-run setup.
+//! 3. The [`supervisor`](Supervisor) starts every service, in an order where
+//!    each comes after what it `depends_on`, each in a process group of its
+//!    own, its output piped and re-emitted line by line with its name
+//!    (`output`). PID 1 duties are the same as for one child: the entrypoint
+//!    reaps every process that dies (orphans too) through `pid1`.
+//! 4. A service that ends is started again after a backoff that doubles up
+//!    to a cap (`restart`). After `max_restarts` quick failures in a row it is
+//!    marked failed; when it is essential (the Pulp roles are, by default)
+//!    the container then stops, exiting with that service's code.
+//! 5. SIGTERM, SIGINT or SIGQUIT stops everything: each service that no
+//!    running service depends on gets its stop signal at once (servers and
+//!    workers in parallel, the worker's TERM-then-INT sequence included),
+//!    the others when their dependents have ended; at `stop_grace` after the
+//!    request whatever is left is killed. A second request kills at once.
+//! 6. SIGHUP re-reads the file and starts or retires workers to match the new
+//!    count, leaving every other process alone. Any other signal is forwarded
+//!    to every service.
+//! 7. After each event the state of every service is written to the status
+//!    file that `pulp-entrypoint status` prints (`status`).
 
-use crate::environment::Environment;
-use crate::options::Options;
-use crate::pid1::Init;
-use crate::settings::PulpSettings;
+mod config;
+mod output;
+mod restart;
+mod status;
+mod supervisor;
 
-/// Run every service until stopped; returns the exit code.
-pub async fn run(
-    init: &mut Init,
-    settings: &PulpSettings,
-    options: &Options,
-    env: &Environment,
-) -> i32 {
-    let _ = (init, settings, options, env);
-    crate::exit::INTERNAL
-}
+use std::path::Path;
 
-/// `pulp-entrypoint status`: print what a running `supervise` reports; returns the exit code.
-pub fn status(env: &Environment) -> i32 {
-    let _ = env;
-    crate::exit::INTERNAL
+pub use config::{ConfigError, Plan};
+pub use supervisor::{RoleCommand, Supervisor};
+
+/// `pulp-entrypoint status`: print what the running `supervise` reported.
+pub fn show_status(status_file: &Path, json: bool) -> i32 {
+    status::show(status_file, json)
 }
