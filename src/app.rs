@@ -227,21 +227,17 @@ fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
         .unwrap_or_else(roles::unique_name_template);
     let host = Host::detect(env);
     // Built before waiting, so a bad PULP_* variable fails at once.
-    let mut lines = Vec::new();
-    for role in [Role::Api, Role::Content, Role::Worker] {
-        let mut line = roles::server_command(role, env, &host, &template, &[])?;
-        if role == Role::Worker {
-            line.env.extend(task_grace_interval(&settings, options));
+    let mut role_lines = std::collections::BTreeMap::new();
+    for service in &plan.services {
+        if let crate::supervise::Program::Role { role, args } = &service.program {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            let mut line = roles::server_command(*role, env, &host, &template, &args)?;
+            if *role == Role::Worker {
+                line.env.extend(task_grace_interval(&settings, options));
+            }
+            role_lines.insert(service.name.clone(), line);
         }
-        lines.push((role, line));
     }
-    let role_command = move |role: Role| {
-        lines
-            .iter()
-            .find(|(known, _)| *known == role)
-            .map(|(_, line)| line.clone())
-            .expect("a command line for every role")
-    };
     block_on(async {
         let mut init = Init::new(options.signal_target.value)?;
         if plan.runs_pulp() {
@@ -255,7 +251,7 @@ fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
             start_phase(&mut init, &settings, env, steps, "supervise", options).await?;
         }
         let supervisor =
-            crate::supervise::Supervisor::new(&mut init, plan, options, env, &role_command);
+            crate::supervise::Supervisor::new(&mut init, plan, options, env, role_lines);
         Ok(supervisor.run().await)
     })
 }

@@ -58,8 +58,8 @@ pub enum Restart {
 /// What a service runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Program {
-    /// A Pulp role, its command built like `pulp-entrypoint <role>` builds it.
-    Role(Role),
+    /// A Pulp role, its command built like `pulp-entrypoint <role> ARGS` builds it.
+    Role { role: Role, args: Vec<String> },
     /// Any command line.
     Command(Vec<String>),
 }
@@ -82,7 +82,7 @@ pub struct ServiceSpec {
 impl ServiceSpec {
     pub fn role(&self) -> Option<Role> {
         match self.program {
-            Program::Role(role) => Some(role),
+            Program::Role { role, .. } => Some(role),
             Program::Command(_) => None,
         }
     }
@@ -90,7 +90,9 @@ impl ServiceSpec {
     /// How many instances run: `workers` for the worker role, else one.
     pub fn instances(&self, workers: u32) -> u32 {
         match self.program {
-            Program::Role(Role::Worker) => workers,
+            Program::Role {
+                role: Role::Worker, ..
+            } => workers,
             _ => 1,
         }
     }
@@ -274,6 +276,8 @@ struct ServiceTable {
     stop_signal: Option<String>,
     stop_grace: Option<toml::Value>,
     #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
     depends_on: Vec<String>,
     essential: Option<bool>,
 }
@@ -295,7 +299,10 @@ fn duration_of(key: &str, value: &Option<toml::Value>) -> Result<Option<Duration
 fn builtin(name: &str, role: Role) -> ServiceSpec {
     ServiceSpec {
         name: name.to_string(),
-        program: Program::Role(role),
+        program: Program::Role {
+            role,
+            args: Vec::new(),
+        },
         restart: Restart::Always,
         stop_signal: Signal::SIGTERM,
         stop_grace: None,
@@ -340,20 +347,28 @@ fn service_spec(table: ServiceTable) -> Result<ServiceSpec, String> {
         ));
     }
     let program = match (table.command, table.role) {
+        (Some(_), None) if !table.args.is_empty() => {
+            return Err(format!(
+                "service '{name}': args go with role; put a command's arguments in command"
+            ));
+        }
         (Some(command), None) if command.first().is_some_and(|p| !p.is_empty()) => {
             Program::Command(command)
         }
         (Some(_), None) => return Err(format!("service '{name}': command is empty")),
-        (None, Some(role)) => Program::Role(match role.as_str() {
-            "api" | "pulp-api" => Role::Api,
-            "content" | "pulp-content" => Role::Content,
-            "worker" | "pulp-worker" => Role::Worker,
-            other => {
-                return Err(format!(
-                    "service '{name}': role '{other}' is not api, content or worker"
-                ));
-            }
-        }),
+        (None, Some(role)) => Program::Role {
+            role: match role.as_str() {
+                "api" | "pulp-api" => Role::Api,
+                "content" | "pulp-content" => Role::Content,
+                "worker" | "pulp-worker" => Role::Worker,
+                other => {
+                    return Err(format!(
+                        "service '{name}': role '{other}' is not api, content or worker"
+                    ));
+                }
+            },
+            args: table.args,
+        },
         _ => {
             return Err(format!(
                 "service '{name}': give either command = [...] or role = \"api\"|\"content\"|\"worker\""
@@ -380,7 +395,7 @@ fn service_spec(table: ServiceTable) -> Result<ServiceSpec, String> {
         .map_err(|reason| format!("service '{name}': {reason}"))?;
     let essential = table
         .essential
-        .unwrap_or(matches!(program, Program::Role(_)));
+        .unwrap_or(matches!(program, Program::Role { .. }));
     Ok(ServiceSpec {
         name,
         program,
@@ -499,6 +514,7 @@ stop_grace = 5
 [[service]]
 name = "api"
 role = "api"
+args = ["--bind", "127.0.0.1:8000"]
 restart = "on-failure"
 depends_on = ["redis"]
 
@@ -514,6 +530,13 @@ essential = true
         assert_eq!(nginx.stop_grace, Some(Duration::from_secs(5)));
         assert!(!nginx.essential, "commands are not essential unless said");
         assert_eq!(plan.services[2].restart, Restart::OnFailure);
+        assert_eq!(
+            plan.services[2].program,
+            Program::Role {
+                role: Role::Api,
+                args: vec!["--bind".into(), "127.0.0.1:8000".into()]
+            }
+        );
         assert!(plan.services[1].essential);
     }
 

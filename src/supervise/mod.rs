@@ -38,8 +38,8 @@ mod supervisor;
 
 use std::path::Path;
 
-pub use config::{ConfigError, Plan};
-pub use supervisor::{RoleCommand, Supervisor};
+pub use config::{ConfigError, Plan, Program};
+pub use supervisor::Supervisor;
 
 /// `pulp-entrypoint status`: print what the running `supervise` reported.
 pub fn show_status(status_file: &Path, json: bool) -> i32 {

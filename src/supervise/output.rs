@@ -15,6 +15,7 @@ use std::os::fd::OwnedFd;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::options::LogFormat;
@@ -45,16 +46,23 @@ pub struct Labels {
     pub format: LogFormat,
 }
 
-/// Copy `pipe`'s lines to our `stream`, labelled with `service`, until end of file.
-pub fn forward(service: String, stream: Stream, pipe: OwnedFd, labels: Labels) {
+/// Copy `pipe`'s lines to our `stream`, labelled with `service`, until end
+/// of file, in a task the caller should await before exiting (the last lines
+/// of a service that just died may still be in the pipe).
+pub fn forward(
+    service: String,
+    stream: Stream,
+    pipe: OwnedFd,
+    labels: Labels,
+) -> Option<JoinHandle<()>> {
     let receiver = match nonblocking(pipe) {
         Ok(receiver) => receiver,
         Err(error) => {
             warn!("{service}: cannot read its {}: {error}", stream.name());
-            return;
+            return None;
         }
     };
-    tokio::spawn(copy_lines(service, stream, receiver, labels));
+    Some(tokio::spawn(copy_lines(service, stream, receiver, labels)))
 }
 
 fn nonblocking(pipe: OwnedFd) -> std::io::Result<pipe::Receiver> {

@@ -6,6 +6,7 @@
 //! earliest timer (a restart whose backoff is over, a step of a stop
 //! sequence, the shutdown deadline). After each it rewrites the status file.
 
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use nix::libc::c_int;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -30,9 +32,6 @@ use crate::roles::{CommandLine, Role};
 
 /// How long, after the last service ended, what they left behind may take to die.
 const LEFTOVER_LIMIT: Duration = Duration::from_secs(2);
-
-/// How each Pulp role's command line is built (once, before the start phase).
-pub type RoleCommand = dyn Fn(Role) -> CommandLine;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
@@ -130,12 +129,15 @@ pub struct Supervisor<'a> {
     init: &'a mut Init,
     options: &'a Options,
     env: &'a Environment,
-    role_command: &'a RoleCommand,
+    /// The command line of each Pulp role service, by service name.
+    role_lines: BTreeMap<String, CommandLine>,
     plan: Plan,
     instances: Vec<Instance>,
     shutdown: Option<Shutdown>,
     status_path: PathBuf,
     status_failed: bool,
+    /// The tasks copying service output.
+    copying: Vec<JoinHandle<()>>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -144,7 +146,7 @@ impl<'a> Supervisor<'a> {
         plan: Plan,
         options: &'a Options,
         env: &'a Environment,
-        role_command: &'a RoleCommand,
+        role_lines: BTreeMap<String, CommandLine>,
     ) -> Supervisor<'a> {
         let mut instances = Vec::new();
         for spec in &plan.services {
@@ -156,12 +158,13 @@ impl<'a> Supervisor<'a> {
             init,
             options,
             env,
-            role_command,
+            role_lines,
             status_path: options.status_file.value.clone(),
             plan,
             instances,
             shutdown: None,
             status_failed: false,
+            copying: Vec::new(),
         }
     }
 
@@ -197,6 +200,11 @@ impl<'a> Supervisor<'a> {
         }
         if !self.init.reap_remaining(LEFTOVER_LIMIT).await {
             warn!("some processes the services started are still running");
+        }
+        // Every writer is gone now, so each copy ends at once with the last lines.
+        let copying = futures_util::future::join_all(std::mem::take(&mut self.copying));
+        if tokio::time::timeout(LEFTOVER_LIMIT, copying).await.is_err() {
+            warn!("the output of some service could not be copied to the end");
         }
         self.write_status(false);
         self.exit_code()
@@ -348,11 +356,22 @@ impl<'a> Supervisor<'a> {
             format: self.options.log_format.value,
         };
         let name = &self.instances[index].name;
+        self.copying.retain(|task| !task.is_finished());
         if let Some(stdout) = child.stdout.take() {
-            output::forward(name.clone(), Stream::Stdout, OwnedFd::from(stdout), labels);
+            self.copying.extend(output::forward(
+                name.clone(),
+                Stream::Stdout,
+                OwnedFd::from(stdout),
+                labels,
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
-            output::forward(name.clone(), Stream::Stderr, OwnedFd::from(stderr), labels);
+            self.copying.extend(output::forward(
+                name.clone(),
+                Stream::Stderr,
+                OwnedFd::from(stderr),
+                labels,
+            ));
         }
         // Reaped through init's waitpid(-1), never through `child`.
         drop(child);
@@ -361,7 +380,7 @@ impl<'a> Supervisor<'a> {
 
     fn command_for(&self, instance: &Instance) -> Command {
         match &instance.spec.program {
-            Program::Role(role) => (self.role_command)(*role).to_command(),
+            Program::Role { .. } => self.role_lines[&instance.spec.name].to_command(),
             Program::Command(words) => {
                 let mut command = Command::new(&words[0]);
                 command.args(&words[1..]);
