@@ -482,6 +482,17 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     assert_eq!(pid_of(service(&now, "worker-2").unwrap()), workers[1]);
     assert_eq!(pid_of(service(&now, "worker-1").unwrap()), restarted);
 
+    // Down to one: the newest two are stopped and removed, worker-1 stays.
+    write_config(1);
+    supervise.signal(Signal::SIGHUP);
+    wait_until("workers 2 and 3 to be retired", WAIT_LIMIT, || {
+        status(&status_file)
+            .is_some_and(|s| service(&s, "worker-2").is_none() && service(&s, "worker-3").is_none())
+    });
+    let now = status(&status_file).unwrap();
+    assert_eq!(pid_of(service(&now, "worker-1").unwrap()), restarted);
+    assert_eq!(pid_of(service(&now, "api").unwrap()), api);
+
     let finished = stop(supervise);
     finished.assert_code(0);
     assert!(
