@@ -10,7 +10,9 @@
 //! - with an unreachable database it says so in one line and exits 69 after the timeout;
 //! - the smoke test: pulp-api, pulp-content and two pulp-worker containers from the one image
 //!   on a fresh PostgreSQL, until status lists them all; a file goes in through the API and
-//!   comes out of the content app; an orphan is reaped; `podman stop` ends each in time.
+//!   comes out of the content app; an orphan is reaped; `podman stop` ends each in time;
+//! - all in one container: `supervise` runs the api, the content app and a worker until status
+//!   lists them, `pulp-entrypoint status` shows them, `podman stop` ends it in time with 0.
 //!
 //! Missing tools are a failure that says to run tests/run.sh, never a skip.
 
@@ -999,5 +1001,100 @@ fn unreachable_database_is_one_line_and_exit_69_after_the_timeout() {
     assert!(
         error.contains("PostgreSQL") && error.contains(&port.to_string()),
         "the error line does not say what it waited for: {error}"
+    );
+}
+
+#[test]
+fn all_in_one_container_under_supervise() {
+    image();
+    let started = Instant::now();
+    let pg = Postgres::start();
+    let (api_port, content_port) = (free_port(), free_port());
+    let site = Site::new(&pg, &format!("http://127.0.0.1:{content_port}"));
+    // The defaults bind 24817/24816, which other tests' containers on the host network may hold.
+    let config = format!(
+        r#"stop_grace = "15s"
+
+[supervise]
+workers = 1
+
+[[service]]
+name = "api"
+role = "api"
+args = ["--bind", "127.0.0.1:{api_port}"]
+
+[[service]]
+name = "content"
+role = "content"
+args = ["--bind", "127.0.0.1:{content_port}"]
+"#
+    );
+    let config_path = site.dir.path().join("entrypoint.toml");
+    fs::write(&config_path, config).unwrap();
+    fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644)).unwrap();
+    let volume = Volume::new();
+    let mut args: Vec<String> = [
+        "--network",
+        "host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--user",
+        &format!("{ARBITRARY_UID}:0"),
+        "--volume",
+        &volume.mount("/var/lib/pulp"),
+        "--volume",
+        &format!("{}:/etc/pulp/entrypoint.toml:ro", config_path.display()),
+        "--env",
+        "PULP_API_WORKERS=1",
+        "--env",
+        "PULP_CONTENT_WORKERS=1",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    args.extend(site.mounts());
+    let pulp = Container::start("all-in-one", &args, &["supervise".into()]);
+
+    let status_url = format!("http://127.0.0.1:{api_port}/pulp/api/v3/status/");
+    wait_for(
+        "status to list the api, the content app and the worker",
+        Duration::from_secs(300),
+        || {
+            let (code, body) = http("GET", &status_url, None, Body::Empty);
+            let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
+            (online(&status, "online_api_apps").len() == 1
+                && online(&status, "online_content_apps").len() == 1
+                && online(&status, "online_workers").len() == 1)
+                .then_some(())
+        },
+    );
+    let shown = pulp.exec("pulp-entrypoint status");
+    assert_eq!(shown.code, Some(0), "{shown}");
+    for name in ["api ", "content ", "worker-1 "] {
+        assert!(shown.stdout.contains(name), "{shown}");
+    }
+    let logs = pulp.logs();
+    assert!(logs.contains("api      | "), "output is prefixed: {logs}");
+
+    let grace = Duration::from_secs(30);
+    let stop = run(
+        podman()
+            .args(["stop", "--time"])
+            .arg(grace.as_secs().to_string())
+            .arg(&pulp.name),
+        grace + COMMAND_LIMIT,
+    )
+    .ok("podman stop");
+    assert!(
+        stop.elapsed < grace,
+        "supervise took {:?} to stop",
+        stop.elapsed
+    );
+    let state = pulp.inspect("{{.State.Status}} {{.State.ExitCode}}");
+    assert_eq!(state, "exited 0", "{}", pulp.logs());
+    eprintln!(
+        "image: all-in-one container ran and stopped in {:?}",
+        started.elapsed()
     );
 }
