@@ -177,6 +177,14 @@ impl Plan {
             },
             (None, None) => (DEFAULT_WORKERS, "default".to_string()),
         };
+        if services
+            .iter()
+            .all(|service| service.instances(workers.0) == 0)
+        {
+            return Err(
+                "nothing to run: leave api or content on, set workers, or add a [[service]]".into(),
+            );
+        }
         Ok(Ok(Plan {
             services,
             workers: workers.0,
@@ -579,6 +587,10 @@ essential = true
                 "two services",
             ),
             ("[supervise]\nrestart_delay = \"0s\"\n", "restart_delay"),
+            (
+                "[supervise]\napi = false\ncontent = false\nworkers = 0\n",
+                "nothing to run",
+            ),
         ] {
             let error = plan(text, &[]).unwrap_err();
             assert!(error.contains(needle), "{text:?}: {error}");

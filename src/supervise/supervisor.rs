@@ -318,6 +318,10 @@ impl<'a> Supervisor<'a> {
 
     /// Start instance `index`; a failure to start counts as an exit.
     fn start(&mut self, index: usize) {
+        if self.shutdown.is_some() {
+            // An essential service ended while the others were being started.
+            return;
+        }
         let command = self.command_for(&self.instances[index]);
         match self.spawn(index, command) {
             Ok(pid) => {
