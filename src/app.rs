@@ -157,7 +157,7 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
         )),
         Command::Probe(args) => {
             let settings = settings::load(&env)?;
-            block_on(async { Ok(crate::probe::run(&args, &settings, &env).await) })
+            block_on(async { Ok(crate::probe::run(&args, &settings).await) })
         }
         Command::Api(args) => start_role(Role::Api, args.args, &options, &env),
         Command::Content(args) => start_role(Role::Content, args.args, &options, &env),

@@ -218,11 +218,18 @@ pub fn parse(argv: Vec<OsString>) -> Result<Invocation, CliError> {
 
     let link = LINK_NAMES.iter().find(|(link, _)| *link == name);
     let full: Vec<OsString> = match link {
-        // readyz.py PATH: the API's readiness, asking PATH (the old script's argument).
+        // readyz.py PATH: readiness of the api, or of the content app for a content
+        // PATH (the old script's argument).
         Some((_, "probe")) => {
-            let mut full: Vec<OsString> = ["pulp-entrypoint", "probe", "ready", "api"]
-                .map(OsString::from)
-                .into();
+            let mut full: Vec<OsString> = [
+                "pulp-entrypoint",
+                "probe",
+                "ready",
+                "api",
+                "--legacy-readyz",
+            ]
+            .map(OsString::from)
+            .into();
             if let Some(path) = rest.into_iter().next() {
                 full.push("--path".into());
                 full.push(path);
@@ -318,6 +325,7 @@ mod tests {
             Command::Probe(args) => {
                 assert_eq!((args.kind.as_str(), args.role.as_str()), ("ready", "api"));
                 assert_eq!(args.path.as_deref(), Some("/pulp/api/v3/status/"));
+                assert!(args.legacy_readyz);
             }
             other => panic!("unexpected {other:?}"),
         }

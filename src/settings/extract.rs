@@ -20,6 +20,8 @@ const READ: &[&str] = &[
     "WORKING_DIRECTORY",
     "DB_ENCRYPTION_KEY",
     "API_ROOT",
+    "CONTENT_PATH_PREFIX",
+    "WORKER_NAME_TEMPLATE",
     "CACHE_ENABLED",
     "REDIS_URL",
     "REDIS_HOST",
@@ -58,6 +60,12 @@ pub fn settings(layered: &Layered) -> Result<PulpSettings, SettingsError> {
         api_root: read
             .string(&["API_ROOT"])?
             .unwrap_or_else(|| Sourced::default("/pulp/".into())),
+        content_path_prefix: read
+            .string(&["CONTENT_PATH_PREFIX"])?
+            .unwrap_or_else(|| Sourced::default("/pulp/content/".into())),
+        worker_name_template: read
+            .string(&["WORKER_NAME_TEMPLATE"])?
+            .unwrap_or_else(|| Sourced::default("{pid}@{hostname}".into())),
         cache_enabled: read
             .boolean(&["CACHE_ENABLED"])?
             .unwrap_or_else(|| Sourced::default(false)),
@@ -302,6 +310,16 @@ impl PulpSettings {
             &self.api_root.source,
         );
         line(
+            "CONTENT_PATH_PREFIX",
+            self.content_path_prefix.value.clone(),
+            &self.content_path_prefix.source,
+        );
+        line(
+            "WORKER_NAME_TEMPLATE",
+            self.worker_name_template.value.clone(),
+            &self.worker_name_template.source,
+        );
+        line(
             "CACHE_ENABLED",
             self.cache_enabled.value.to_string(),
             &self.cache_enabled.source,
@@ -436,6 +454,8 @@ REDIS_HOST = "redis"
         assert!(s.database.host.is_none());
         assert_eq!(s.database.port.value, 5432);
         assert_eq!(s.api_root.value, "/pulp/");
+        assert_eq!(s.content_path_prefix.value, "/pulp/content/");
+        assert_eq!(s.worker_name_template.value, "{pid}@{hostname}");
     }
 
     #[test]

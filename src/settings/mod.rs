@@ -79,6 +79,10 @@ pub struct PulpSettings {
     pub working_directory: Sourced<PathBuf>,
     pub db_encryption_key: Sourced<PathBuf>,
     pub api_root: Sourced<String>,
+    /// Where the content app serves distributions (the content readiness probe asks it).
+    pub content_path_prefix: Sourced<String>,
+    /// How workers name themselves when started without --name-template.
+    pub worker_name_template: Sourced<String>,
     pub cache_enabled: Sourced<bool>,
     /// Present when REDIS_URL or REDIS_HOST is set.
     pub redis: Option<RedisSettings>,

@@ -12,7 +12,9 @@ _pe_pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if ! command -v initdb >/dev/null && [ -z "$_pe_pg_bin" ]; then _pe_missing+=(postgresql); fi
 command -v curl >/dev/null || _pe_missing+=(curl)
 command -v psql >/dev/null || _pe_missing+=(postgresql-client)
-command -v unshare >/dev/null || _pe_missing+=(util-linux)
+command -v unshare >/dev/null && command -v nsenter >/dev/null || _pe_missing+=(util-linux)
+# tests/probe.rs brings up the loopback of its own network namespace.
+command -v ip >/dev/null || _pe_missing+=(iproute2)
 command -v python3 >/dev/null || _pe_missing+=(python3 python3-venv)
 # The image tests (tests/image.rs): podman with runc (crun cannot start containers on the
 # project's machines), debootstrap for base images, since no image registry can be reached.
