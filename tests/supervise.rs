@@ -11,7 +11,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::command::{Finished, Running, TestCommand, WAIT_LIMIT, proc_stat, wait_until};
+use support::command::{
+    Finished, Running, TestCommand, WAIT_LIMIT, host_pid, proc_stat, wait_until,
+};
 use support::pg::PgCluster;
 use support::pulp::{DatabaseAddress, Site, free_port, online, wait_for_status};
 
@@ -326,32 +328,6 @@ fn configuration_mistakes_are_one_line_and_exit_78() {
         "{}",
         finished.stderr
     );
-}
-
-/// The host's pid of the process that is `ns_pid` in `init`'s PID namespace.
-fn host_pid(init: Pid, ns_pid: i32) -> Pid {
-    let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-    let wanted = namespace(&init.to_string());
-    let found = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.chars().all(|c| c.is_ascii_digit()))
-        .find(|pid| {
-            namespace(pid) == wanted
-                && std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .ok()
-                    .and_then(|text| {
-                        let line = text.lines().find(|l| l.starts_with("NSpid:"))?;
-                        line.split_whitespace().last()?.parse::<i32>().ok()
-                    })
-                    == Some(ns_pid)
-        });
-    Pid::from_raw(
-        found
-            .expect("the process in the namespace")
-            .parse()
-            .unwrap(),
-    )
 }
 
 /// Whether pulpcore lists, as online, a worker started as `pid` in the namespace.

@@ -359,3 +359,29 @@ fn runs_binary(pid: Pid, binary: &Path) -> bool {
     let binary = binary.canonicalize().unwrap_or_else(|_| binary.to_owned());
     exe == binary
 }
+
+/// The host's pid of the process that is `ns_pid` in `init`'s PID namespace.
+pub fn host_pid(init: Pid, ns_pid: i32) -> Pid {
+    let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let wanted = namespace(&init.to_string());
+    let found = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.chars().all(|c| c.is_ascii_digit()))
+        .find(|pid| {
+            namespace(pid) == wanted
+                && std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|text| {
+                        let line = text.lines().find(|l| l.starts_with("NSpid:"))?;
+                        line.split_whitespace().last()?.parse::<i32>().ok()
+                    })
+                    == Some(ns_pid)
+        });
+    Pid::from_raw(
+        found
+            .expect("the process in the namespace")
+            .parse()
+            .unwrap(),
+    )
+}
