@@ -1076,6 +1076,15 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     }
     let logs = pulp.logs();
     assert!(logs.contains("api      | "), "output is prefixed: {logs}");
+    // The static binary's probes inside the image, each role as Kubernetes would exec it.
+    let probes = pulp.exec(&format!(
+        "set -e; pulp-entrypoint probe ready api --address 127.0.0.1:{api_port}; \
+         pulp-entrypoint probe live api --address 127.0.0.1:{api_port}; \
+         pulp-entrypoint probe ready content --address 127.0.0.1:{content_port}; \
+         pulp-entrypoint probe ready worker; pulp-entrypoint probe live worker; echo all-ready"
+    ));
+    assert_eq!(probes.code, Some(0), "{probes}");
+    assert_eq!(probes.stdout.trim(), "all-ready", "{probes}");
 
     let grace = Duration::from_secs(30);
     let stop = run(

@@ -196,7 +196,9 @@ fn real_pulp_ready_live_stale_and_without_its_database() {
     let mut pulp = Container::start(&pg);
 
     // Migrations first: the api may take minutes on a small machine.
-    pulp.wait_for(&["ready", "api"], 0, Duration::from_secs(300));
+    let ready = pulp.wait_for(&["ready", "api"], 0, Duration::from_secs(300));
+    // Success prints nothing (Kubernetes shows a failed probe's output in the pod's events).
+    assert_eq!((ready.stdout.as_str(), ready.stderr.as_str()), ("", ""));
     pulp.probe(&["live", "api"]).assert_code(0);
     pulp.wait_for(&["ready", "content"], 0, WAIT_LIMIT);
     pulp.probe(&["live", "content"]).assert_code(0);

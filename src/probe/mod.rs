@@ -74,8 +74,8 @@ pub struct ProbeArgs {
     /// Give up, and fail, after this long in all
     #[arg(long, default_value = "5s", value_parser = crate::duration::parse, value_name = "DURATION")]
     pub timeout: Duration,
-    /// The HTTP path to ask (api, content) [default: api: {API_ROOT}api/v3/status/ or
-    /// .../livez/; content: $PULP_CONTENT_PATH_PREFIX or /pulp/content/ (ready), / (live)]
+    /// The HTTP path to ask (api, content) [default: api: {API_ROOT}api/v3/status/ (ready)
+    /// or {API_ROOT}api/v3/livez/ (live); content: CONTENT_PATH_PREFIX (ready), / (live)]
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
     /// Where the server listens (api, content): IP:PORT or localhost:PORT
