@@ -44,7 +44,8 @@ EXIT CODES
   126, 127  the command could not be executed / was not found
   143       stopped by SIGTERM while waiting (128+15)
   wait_on_postgres.py and wait_on_database_migrations.sh exit 0 or 1 only, as the scripts
-  they replace.";
+  they replace. probe (and readyz.py): 0 ready, 1 not ready, 3 database not connected,
+  4 Redis expected but not connected. status: 0 all running, 1 not, 69 no supervise.";
 
 /// Start Pulp in a container: wait for PostgreSQL, then run and supervise a Pulp server as PID 1.
 #[derive(Debug, Parser)]
@@ -157,7 +158,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Readiness or liveness check for a role (replaces readyz.py)
+    /// Readiness or liveness check for a role (replaces readyz.py): exit 0 ready, 1 not,
+    /// 3 database not connected, 4 Redis expected but not connected
     Probe(crate::probe::ProbeArgs),
     /// Print the effective configuration and where each value comes from (secrets redacted)
     Config,
