@@ -96,6 +96,9 @@ pub struct OptionFlags {
     /// A file holding the admin password, applied when it changes [default: /etc/pulp/pulp-admin-password]
     #[arg(long, value_name = "PATH")]
     pub admin_password_file: Option<String>,
+    /// Directory of collection_sign.sh and container_sign.sh, used with PULP_SIGNING_KEY_FINGERPRINT [default: /var/lib/pulp/scripts]
+    #[arg(long, value_name = "PATH")]
+    pub signing_scripts_dir: Option<String>,
     /// Forward signals to the child or to its process group [default: child]
     #[arg(long, value_name = "child|group")]
     pub signal_target: Option<String>,
@@ -118,6 +121,7 @@ impl OptionFlags {
         put("signal_target", &self.signal_target);
         put("lock_timeout", &self.lock_timeout);
         put("admin_password_file", &self.admin_password_file);
+        put("signing_scripts_dir", &self.signing_scripts_dir);
         if self.exec {
             values.insert("exec", "true".into());
         }

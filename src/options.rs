@@ -71,6 +71,11 @@ pub const OPTION_KEYS: &[(&str, &str, &str)] = &[
         "a file holding the admin password: applied when it changes",
     ),
     (
+        "signing_scripts_dir",
+        "/var/lib/pulp/scripts",
+        "where collection_sign.sh and container_sign.sh are, for PULP_SIGNING_KEY_FINGERPRINT",
+    ),
+    (
         "status_file",
         "/tmp/pulp-entrypoint-status.json",
         "supervise: where the state of every service is written for `pulp-entrypoint status`",
@@ -118,6 +123,7 @@ pub struct Options {
     pub migrate: Sourced<bool>,
     pub lock_timeout: Sourced<Duration>,
     pub admin_password_file: Sourced<PathBuf>,
+    pub signing_scripts_dir: Sourced<PathBuf>,
     pub status_file: Sourced<PathBuf>,
     /// `PULP_ENTRYPOINT_*` variables that name no option (probably typos).
     pub unknown_env: Vec<String>,
@@ -197,6 +203,13 @@ impl Options {
             lock_timeout: layers.resolve("lock_timeout", duration::parse)?,
             admin_password_file: layers
                 .resolve("admin_password_file", |text| Ok(PathBuf::from(text)))?,
+            signing_scripts_dir: layers.resolve("signing_scripts_dir", |text| {
+                if text.is_empty() {
+                    Err("the signing scripts directory is empty".to_string())
+                } else {
+                    Ok(PathBuf::from(text))
+                }
+            })?,
             status_file: layers.resolve("status_file", |text| {
                 if text.is_empty() {
                     Err("the status file path is empty".to_string())
@@ -270,6 +283,11 @@ impl Options {
                 "admin_password_file",
                 self.admin_password_file.value.display().to_string(),
                 &self.admin_password_file.source,
+            ),
+            line(
+                "signing_scripts_dir",
+                self.signing_scripts_dir.value.display().to_string(),
+                &self.signing_scripts_dir.source,
             ),
             line(
                 "status_file",
@@ -440,6 +458,10 @@ mod tests {
         assert_eq!(options.signal_target.value, SignalTarget::Child);
         assert!(!options.exec.value);
         assert!(options.name_template.value.is_none());
+        assert_eq!(
+            options.signing_scripts_dir.value,
+            Path::new("/var/lib/pulp/scripts")
+        );
         assert!(Options::resolve(&FlagValues::new(), Some(missing), &env).is_err());
     }
 

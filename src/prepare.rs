@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::environment::Environment;
 use crate::migrate::coordinator::{self, Connect, Manager, Plan, PrepareError, Session};
-use crate::migrate::{python_env, setup};
+use crate::migrate::{python_env, setup, signing};
 use crate::options::Options;
 use crate::pid1::{Init, StopPolicy, StopStep};
 use crate::postgres;
@@ -26,8 +26,11 @@ pub struct Steps {
     pub migrate: bool,
     pub collectstatic: bool,
     pub admin_password: bool,
+    /// Signing services when `PULP_SIGNING_KEY_FINGERPRINT` is set.
+    pub signing_services: bool,
     pub lock_timeout: Duration,
     pub admin_password_file: PathBuf,
+    pub signing_scripts_dir: PathBuf,
 }
 
 impl Steps {
@@ -38,8 +41,10 @@ impl Steps {
             migrate: options.migrate.value,
             collectstatic: role == Role::Api,
             admin_password: true,
+            signing_services: true,
             lock_timeout: options.lock_timeout.value,
             admin_password_file: options.admin_password_file.value.clone(),
+            signing_scripts_dir: options.signing_scripts_dir.value.clone(),
         }
     }
 
@@ -50,8 +55,10 @@ impl Steps {
             migrate: true,
             collectstatic: false,
             admin_password: false,
+            signing_services: false,
             lock_timeout: options.lock_timeout.value,
             admin_password_file: options.admin_password_file.value.clone(),
+            signing_scripts_dir: options.signing_scripts_dir.value.clone(),
         }
     }
 
@@ -63,11 +70,13 @@ impl Steps {
         }
     }
 
-    /// `init`: local setup and the admin password, once migrations are applied.
+    /// `init`: local setup, the admin password and signing services, once
+    /// migrations are applied.
     pub fn init_only(options: &Options) -> Steps {
         Steps {
             local_setup: true,
             admin_password: true,
+            signing_services: true,
             ..Steps::wait_only(options)
         }
     }
@@ -158,19 +167,37 @@ pub async fn run(
             "directories and key ready"
         );
     }
+    let package_roots = python_env::package_roots(env.get("PATH").map(std::ffi::OsStr::new));
+    let signing = if steps.signing_services {
+        let (signing, skipped) = signing::wanted(
+            env,
+            &steps.signing_scripts_dir,
+            signing::container_installed(&package_roots),
+        );
+        for skip in &skipped {
+            match skip {
+                signing::Skipped::NoScript { .. } => warn!("{skip}"),
+                signing::Skipped::NoContainerApp { .. } => info!("{skip}"),
+            }
+        }
+        signing
+    } else {
+        None
+    };
     let plan = Plan {
         migrate: steps.migrate,
         collectstatic: steps.collectstatic,
         admin_password: steps.admin_password,
         lock_timeout: steps.lock_timeout,
         who: who.clone(),
-        package_roots: python_env::package_roots(env.get("PATH").map(std::ffi::OsStr::new)),
+        package_roots,
         static_root: settings.static_root.value.clone(),
         default_admin_password: env
             .get("PULP_DEFAULT_ADMIN_PASSWORD")
             .filter(|p| !p.is_empty())
             .map(Secret::new),
         admin_password_file: steps.admin_password_file.clone(),
+        signing,
     };
     let database = Database {
         settings: &settings.database,
@@ -186,4 +213,27 @@ pub async fn run(
         },
     };
     coordinator::prepare(&database, &mut manager, &plan).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::FlagValues;
+
+    #[test]
+    fn signing_services_go_with_the_admin_password() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let options = Options::resolve(
+            &FlagValues::new(),
+            Some(file.path()),
+            &Environment::default(),
+        )
+        .unwrap();
+        for role in [Role::Api, Role::Content, Role::Worker] {
+            assert!(Steps::for_role(role, &options).signing_services);
+        }
+        assert!(Steps::init_only(&options).signing_services);
+        assert!(!Steps::migrate_only(&options).signing_services);
+        assert!(!Steps::wait_only(&options).signing_services);
+    }
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -272,5 +273,185 @@ fn the_admin_password_is_set_once_and_never_through_argv() {
             .calls()
             .iter()
             .any(|call| call.contains("third-Pa55word"))
+    );
+}
+
+/// A throwaway GnuPG home with one signing key; its gpg-agent is stopped on drop.
+struct GpgHome {
+    dir: tempfile::TempDir,
+    fingerprint: String,
+}
+
+impl GpgHome {
+    fn new() -> GpgHome {
+        let dir = tempfile::tempdir().expect("GnuPG home");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut home = GpgHome {
+            dir,
+            fingerprint: String::new(),
+        };
+        home.gpg(&[
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Pulp Test <test@example.com>",
+            "default",
+            "default",
+            "never",
+        ]);
+        let listed = home.gpg(&["--with-colons", "--list-keys"]);
+        home.fingerprint = listed
+            .lines()
+            .find(|line| line.starts_with("fpr:"))
+            .and_then(|line| line.split(':').nth(9))
+            .unwrap_or_else(|| panic!("no fingerprint in gpg's listing:\n{listed}"))
+            .to_string();
+        home
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn gpg(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("gpg")
+            .env("GNUPGHOME", self.path())
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| {
+                panic!("cannot run gpg ({error}): run tests/run.sh, which installs gnupg")
+            });
+        assert!(
+            output.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for GpgHome {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", self.path())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+/// A signing script as pulpcore's docs describe it: a detached ASCII-armored
+/// signature next to the file, and JSON naming both.
+const COLLECTION_SIGN: &str = r#"#!/bin/sh
+set -e
+gpg --quiet --batch --yes --detach-sign --armor --default-key "$PULP_SIGNING_KEY_FINGERPRINT" --output "$1.asc" "$1"
+printf '{"file": "%s", "signature": "%s.asc"}\n' "$1" "$1"
+"#;
+
+#[test]
+fn signing_services_are_added_once_when_their_scripts_exist() {
+    let pg = PgCluster::start();
+    let site = site(&pg, "signing");
+    site.entrypoint().arg("migrate").run().assert_code(0);
+    let gpg = GpgHome::new();
+    let scripts = site.root().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let start = |args: &[&str]| {
+        let mut command = site.entrypoint();
+        command
+            .env("GNUPGHOME", gpg.path())
+            .env("PULP_SIGNING_KEY_FINGERPRINT", &gpg.fingerprint)
+            .env("PULP_ENTRYPOINT_SIGNING_SCRIPTS_DIR", &scripts)
+            .args(args);
+        command
+    };
+    let services = || {
+        pg.psql_in(
+            "signing",
+            "SELECT name, pubkey_fingerprint FROM core_signingservice",
+        )
+    };
+
+    // No script: one warning naming it, no Python, and the start goes on.
+    let calls = site.calls().len();
+    let finished = start(&["init"]).run();
+    finished.assert_code(0);
+    let collection_script = scripts.join("collection_sign.sh");
+    assert!(
+        finished.stderr.contains(&format!(
+            "its script {} does not exist",
+            collection_script.display()
+        )),
+        "{finished}"
+    );
+    // pulp_container is not in the test venv.
+    assert!(
+        finished
+            .stderr
+            .contains("'container-default' not added: pulp_container is not installed"),
+        "{finished}"
+    );
+    assert_eq!(site.calls().len(), calls, "{:#?}", site.calls());
+    assert_eq!(services(), "");
+
+    // With the script, a role adds the service before its server starts.
+    std::fs::write(&collection_script, COLLECTION_SIGN).unwrap();
+    std::fs::set_permissions(&collection_script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let worker = start(&["pulp-worker"]).env("REPLICA", "w").spawn();
+    wait_until("the worker to start", WAIT_LIMIT, || {
+        count_calls(&site, "w pulpcore-worker") == 1
+    });
+    stop_all(vec![worker]);
+    let calls = site.calls()[calls..].to_vec();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert!(
+        calls[0].starts_with(&format!(
+            "w pulpcore-manager add-signing-service ansible-default {} {}",
+            collection_script.display(),
+            gpg.fingerprint
+        )),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        services().trim(),
+        format!("ansible-default|{}", gpg.fingerprint)
+    );
+
+    // A second start finds it: no Python at all.
+    let calls = site.calls().len();
+    start(&["init"]).run().assert_code(0);
+    assert_eq!(site.calls().len(), calls, "{:#?}", site.calls());
+
+    // Another key for the existing name: kept, with a warning, still no Python.
+    let other = "0123456789ABCDEF0123456789ABCDEF01234567";
+    let finished = start(&["init"])
+        .env("PULP_SIGNING_KEY_FINGERPRINT", other)
+        .run();
+    finished.assert_code(0);
+    assert!(
+        finished.stderr.contains(&format!(
+            "'ansible-default' exists for key {}",
+            gpg.fingerprint
+        )),
+        "{finished}"
+    );
+    assert_eq!(site.calls().len(), calls, "{:#?}", site.calls());
+
+    // A key gpg does not have: add-signing-service fails, and so does the start.
+    let finished = start(&["init"])
+        .env("PULP_SIGNING_KEY_FINGERPRINT", other)
+        .env("COLLECTION_SIGNING_SERVICE", "galaxy")
+        .run();
+    finished.assert_code(75);
+    assert!(
+        finished
+            .stderr
+            .contains("`pulpcore-manager add-signing-service galaxy"),
+        "{finished}"
+    );
+    assert_eq!(count_calls(&site, "add-signing-service"), 2);
+    assert_eq!(
+        services().trim(),
+        format!("ansible-default|{}", gpg.fingerprint)
     );
 }

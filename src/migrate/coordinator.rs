@@ -1,11 +1,13 @@
-//! Theory of operation: migrate, collectstatic and set the admin password
-//! once, however many replicas start together.
+//! Theory of operation: migrate, collectstatic, set the admin password and
+//! add signing services once, however many replicas start together.
 //!
 //! 1. Decide without Python what is needed: migrations unless the recorded
 //!    code fingerprint and `django_migrations` row count match now; the admin
 //!    password when `PULP_DEFAULT_ADMIN_PASSWORD` is set and no admin exists,
 //!    or when `/etc/pulp/pulp-admin-password` changed since it was applied;
-//!    collectstatic (api only) unless STATIC_ROOT has a marker for this code.
+//!    collectstatic (api only) unless STATIC_ROOT has a marker for this code;
+//!    with `PULP_SIGNING_KEY_FINGERPRINT`, each signing service (of those whose
+//!    script exists) that has no row in `core_signingservice`.
 //!    Nothing needed: done, no Python started, no lock taken.
 //! 2. Otherwise try for the advisory lock on a connection of its own, while
 //!    a second connection LISTENs: a notification (or the slow safety poll)
@@ -30,6 +32,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use super::fingerprint::{self, Fingerprint};
+use super::signing::{self, Signing};
 use super::state::{self, Record};
 use crate::sourced::Secret;
 
@@ -88,6 +91,8 @@ pub struct Plan {
     pub static_root: PathBuf,
     pub default_admin_password: Option<Secret>,
     pub admin_password_file: PathBuf,
+    /// Signing services to have; `None` without a key fingerprint.
+    pub signing: Option<Signing>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,11 +140,19 @@ struct Needs {
     migrate: bool,
     admin_password: Option<AdminPassword>,
     collectstatic: bool,
+    /// Names of the signing services to add.
+    signing: Vec<String>,
+    /// Wanted signing services that exist with another key: not work to do
+    /// (pulpcore's services are immutable), only worth a warning.
+    signing_other_key: Vec<(String, String)>,
 }
 
 impl Needs {
     fn any(&self) -> bool {
-        self.migrate || self.admin_password.is_some() || self.collectstatic
+        self.migrate
+            || self.admin_password.is_some()
+            || self.collectstatic
+            || !self.signing.is_empty()
     }
 }
 
@@ -184,6 +197,7 @@ pub async fn prepare(
         migrate = needs.migrate,
         collectstatic = needs.collectstatic,
         admin_password = needs.admin_password.is_some(),
+        signing_services = needs.signing.len(),
         "{}",
         if needs.any() {
             "work to do"
@@ -191,6 +205,13 @@ pub async fn prepare(
             "database migrated and set up for this code: nothing to do"
         }
     );
+    for (name, stored) in &needs.signing_other_key {
+        warn!(
+            "signing service '{name}' exists for key {stored}, not {}=`{}`: kept (signing services cannot change); to switch keys run `pulpcore-manager remove-signing-service {name}` or choose another name",
+            signing::FINGERPRINT_ENV,
+            plan.signing.as_ref().map_or("", |s| s.fingerprint.as_str()),
+        );
+    }
     if !needs.any() {
         return Ok(());
     }
@@ -237,11 +258,37 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     async fn needs(&self, client: &Client) -> Result<Needs, PrepareError> {
+        let (signing, signing_other_key) = self.signing_needed(client).await?;
         Ok(Needs {
             migrate: self.migrations_needed(client).await?,
             admin_password: self.admin_password_needed(client).await?,
             collectstatic: self.collectstatic_needed(),
+            signing,
+            signing_other_key,
         })
+    }
+
+    /// Missing services, and existing ones with another key.
+    async fn signing_needed(
+        &self,
+        client: &Client,
+    ) -> Result<(Vec<String>, Vec<(String, String)>), PrepareError> {
+        let Some(wanted) = self
+            .plan
+            .signing
+            .as_ref()
+            .filter(|s| !s.services.is_empty())
+        else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let names: Vec<&str> = wanted.services.iter().map(|s| s.name.as_str()).collect();
+        let existing = state::signing_services(client, &names)
+            .await
+            .map_err(db("looking for signing services"))?;
+        Ok((
+            signing::missing(wanted, &existing),
+            signing::other_key(wanted, &existing),
+        ))
     }
 
     async fn migrations_needed(&self, client: &Client) -> Result<bool, PrepareError> {
@@ -519,6 +566,18 @@ async fn run_under_lock(
             .map_err(db("recording the admin password state"))?;
         }
         None => {}
+    }
+    // After migrate: add-signing-service needs pulpcore's tables.
+    if let Some(wanted) = &plan.signing {
+        for service in wanted
+            .services
+            .iter()
+            .filter(|service| needs.signing.contains(&service.name))
+        {
+            let args = service.add_args(&wanted.fingerprint);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            timed(manager, "signing-service", &args, None).await?;
+        }
     }
     state::write(client, "setup", "done", None, &plan.who)
         .await

@@ -124,6 +124,28 @@ pub async fn admin_exists(client: &Client) -> Result<bool, tokio_postgres::Error
         .is_some())
 }
 
+/// `(name, pubkey_fingerprint)` of pulpcore's signing services named in
+/// `names`; none before the table exists.
+pub async fn signing_services(
+    client: &Client,
+    names: &[&str],
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let exists = client
+        .query_one("SELECT to_regclass('core_signingservice') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT name, pubkey_fingerprint FROM core_signingservice WHERE name = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 /// Take the lock if it is free; true when this session now holds it.
 pub async fn try_lock(client: &Client) -> Result<bool, tokio_postgres::Error> {
     Ok(client

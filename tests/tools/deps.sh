@@ -16,6 +16,8 @@ command -v unshare >/dev/null && command -v nsenter >/dev/null || _pe_missing+=(
 # tests/probe.rs brings up the loopback of its own network namespace.
 command -v ip >/dev/null || _pe_missing+=(iproute2)
 command -v python3 >/dev/null || _pe_missing+=(python3 python3-venv)
+# tests/migrate.rs makes a signing key for add-signing-service (gpg and gpg-agent).
+command -v gpg >/dev/null && command -v gpg-agent >/dev/null && command -v gpgconf >/dev/null || _pe_missing+=(gnupg)
 # The image tests (tests/image.rs): podman with runc (crun cannot start containers on the
 # project's machines), debootstrap for base images, since no image registry can be reached.
 command -v podman >/dev/null || _pe_missing+=(podman)
