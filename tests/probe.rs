@@ -12,7 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use support::command::{Finished, Running, TestCommand, WAIT_LIMIT, host_pid};
 use support::pg::PgCluster;
@@ -176,17 +176,22 @@ impl Container {
 
     /// The host pid of the container's only worker.
     fn worker(&self) -> Pid {
+        self.service("worker-1")
+    }
+
+    /// The host pid of a service (the leader of its process group).
+    fn service(&self, name: &str) -> Pid {
         let status: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(self.site.root().join("status.json")).unwrap(),
         )
         .unwrap();
-        let worker = status["services"]
+        let service = status["services"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|service| service["name"] == "worker-1")
-            .expect("worker-1 in the status file");
-        host_pid(self.init, worker["pid"].as_i64().unwrap() as i32)
+            .find(|service| service["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the status file: {status}"));
+        host_pid(self.init, service["pid"].as_i64().unwrap() as i32)
     }
 }
 
@@ -212,6 +217,19 @@ fn real_pulp_ready_live_stale_and_without_its_database() {
     let wrong = pulp.probe(&["ready", "api", "--path", "/pulp/content/"]);
     wrong.assert_code(1);
     assert_one_line(&wrong, "answered HTTP 404");
+
+    // A hung api (every gunicorn process frozen; the kernel still accepts connections):
+    // the probe gives up at its --timeout and says what it was waiting for.
+    let api = pulp.service("api");
+    killpg(api, Signal::SIGSTOP).unwrap();
+    let hung = pulp.probe(&["ready", "api", "--timeout", "1s"]);
+    killpg(api, Signal::SIGCONT).unwrap();
+    hung.assert_code(1);
+    assert_one_line(
+        &hung,
+        "no answer within 1s while waiting for http://127.0.0.1:24817/pulp/api/v3/status/",
+    );
+    pulp.probe(&["ready", "api"]).assert_code(0);
 
     // CACHE_ENABLED where pulpcore has no Redis: readyz.py's 4.
     let no_redis = pulp.probe_with(&["ready", "api"], &[("PULP_CACHE_ENABLED", "true")]);
