@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a throwaway PostgreSQL, then the real Pulp API, content app and a worker, each started
-# by pulp-entrypoint, until /pulp/api/v3/status/ lists all three; then a clean SIGTERM stop.
+# by pulp-entrypoint, until /pulp/api/v3/status/ lists all three; their health probes; then a
+# clean SIGTERM stop.
 # Installs what it needs (PostgreSQL, a venv with pulpcore from PyPI) on first run.
 # Ports: PostgreSQL 55432, API 24817, content 24816 (override with DEMO_PG_PORT, DEMO_API_PORT,
 # DEMO_CONTENT_PORT).
@@ -63,6 +64,15 @@ if [ -z "$ok" ]; then
     exit 1
 fi
 summary <<<"$body"
+
+step "health probes, as Kubernetes would exec them (exit 0: ready / alive)"
+for check in "ready api --address 127.0.0.1:$api_port" "live api --address 127.0.0.1:$api_port" \
+    "ready content --address 127.0.0.1:$content_port" "ready worker" "live worker"; do
+    code=0
+    # shellcheck disable=SC2086  # the check is words
+    "$entrypoint" probe $check 2>"$work/probe.err" || code=$?
+    printf '%-48s exit %s %s\n' "probe $check" "$code" "$(cat "$work/probe.err")"
+done
 
 step "SIGTERM to each entrypoint: they forward it and pass on the exit code"
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
