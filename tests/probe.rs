@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use support::command::{Finished, Running, TestCommand, WAIT_LIMIT, host_pid};
 use support::pg::PgCluster;
 use support::pulp::{DatabaseAddress, Site, free_port};
+use support::status_file::{pid_of, service, status};
 
 /// A probe run outside any container, with pulpcore's default settings.
 fn bare_probe(words: &[&str]) -> Finished {
@@ -120,19 +121,23 @@ impl Container {
         }
     }
 
-    /// `pulp-entrypoint probe WORDS` inside the container, with `env` added.
-    fn probe_with(&self, words: &[&str], env: &[(&str, &str)]) -> Finished {
+    /// The entrypoint with the site's environment, run inside the container.
+    fn inside(&self) -> TestCommand {
         let target = self.init.to_string();
         let mut command = self.site.entrypoint();
+        command.launched_by([
+            "nsenter", "--target", &target, "--pid", "--mount", "--net", "--",
+        ]);
+        command
+    }
+
+    /// `pulp-entrypoint probe WORDS` inside the container, with `env` added.
+    fn probe_with(&self, words: &[&str], env: &[(&str, &str)]) -> Finished {
+        let mut command = self.inside();
         for (key, value) in env {
             command.env(key, value);
         }
-        command
-            .launched_by([
-                "nsenter", "--target", &target, "--pid", "--mount", "--net", "--",
-            ])
-            .arg("probe")
-            .args(words);
+        command.arg("probe").args(words);
         command.run()
     }
 
@@ -145,19 +150,11 @@ impl Container {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("readyz.py");
         std::os::unix::fs::symlink(support::command::entrypoint_path(), &link).unwrap();
-        let target = self.init.to_string();
-        let mut command = self.site.entrypoint();
-        command
-            .via(&link)
-            .launched_by([
-                "nsenter", "--target", &target, "--pid", "--mount", "--net", "--",
-            ])
-            .arg(path);
-        command.run()
+        self.inside().via(&link).arg(path).run()
     }
 
     /// Probe until it exits `code`; panic with the last answer after `limit`.
-    fn wait_for(&mut self, words: &[&str], code: i32, limit: Duration) -> Finished {
+    fn wait_for(&self, words: &[&str], code: i32, limit: Duration) -> Finished {
         let deadline = Instant::now() + limit;
         loop {
             let finished = self.probe(words);
@@ -181,24 +178,17 @@ impl Container {
 
     /// The host pid of a service (the leader of its process group).
     fn service(&self, name: &str) -> Pid {
-        let status: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.site.root().join("status.json")).unwrap(),
-        )
-        .unwrap();
-        let service = status["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|service| service["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in the status file: {status}"));
-        host_pid(self.init, service["pid"].as_i64().unwrap() as i32)
+        let status = status(&self.site.root().join("status.json")).expect("the status file");
+        let entry =
+            service(&status, name).unwrap_or_else(|| panic!("{name} in the status file: {status}"));
+        host_pid(self.init, pid_of(entry))
     }
 }
 
 #[test]
 fn real_pulp_ready_live_stale_and_without_its_database() {
     let pg = PgCluster::start();
-    let mut pulp = Container::start(&pg);
+    let pulp = Container::start(&pg);
 
     // Migrations first: the api may take minutes on a small machine.
     let ready = pulp.wait_for(&["ready", "api"], 0, Duration::from_secs(300));

@@ -16,6 +16,7 @@ use support::command::{
 };
 use support::pg::PgCluster;
 use support::pulp::{DatabaseAddress, Site, free_port, online, wait_for_status};
+use support::status_file::{pid_of, service, status};
 
 /// A directory with an entrypoint.toml whose status file is inside it.
 struct Setup {
@@ -55,17 +56,6 @@ impl Setup {
 /// Only shell services: no Pulp role, so no start phase.
 const NO_PULP: &str = "[supervise]\napi = false\ncontent = false\nworkers = 0\n";
 
-fn status(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn service<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
-    status["services"]
-        .as_array()?
-        .iter()
-        .find(|service| service["name"] == name)
-}
-
 /// Wait until the status file says `condition` of service `name`, and return that entry.
 fn wait_for_service(
     path: &Path,
@@ -89,10 +79,6 @@ fn wait_for_service(
 
 fn running(entry: &Value) -> bool {
     entry["state"] == "running"
-}
-
-fn pid_of(entry: &Value) -> i32 {
-    entry["pid"].as_i64().expect("a running service has a pid") as i32
 }
 
 #[test]

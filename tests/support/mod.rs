@@ -4,3 +4,4 @@
 pub mod command;
 pub mod pg;
 pub mod pulp;
+pub mod status_file;
