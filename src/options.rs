@@ -203,20 +203,11 @@ impl Options {
             lock_timeout: layers.resolve("lock_timeout", duration::parse)?,
             admin_password_file: layers
                 .resolve("admin_password_file", |text| Ok(PathBuf::from(text)))?,
-            signing_scripts_dir: layers.resolve("signing_scripts_dir", |text| {
-                if text.is_empty() {
-                    Err("the signing scripts directory is empty".to_string())
-                } else {
-                    Ok(PathBuf::from(text))
-                }
-            })?,
-            status_file: layers.resolve("status_file", |text| {
-                if text.is_empty() {
-                    Err("the status file path is empty".to_string())
-                } else {
-                    Ok(PathBuf::from(text))
-                }
-            })?,
+            signing_scripts_dir: layers.resolve(
+                "signing_scripts_dir",
+                non_empty_path("the signing scripts directory"),
+            )?,
+            status_file: layers.resolve("status_file", non_empty_path("the status file path"))?,
             unknown_env: env
                 .with_prefix(ENV_PREFIX)
                 .map(|(name, _)| name)
@@ -314,6 +305,17 @@ pub fn flag_name(key: &str) -> String {
 }
 
 /// The file `--config` or `PULP_ENTRYPOINT_CONFIG` names, else the default.
+/// A parser for a path option that may not be empty; `what` names it in the error.
+fn non_empty_path(what: &'static str) -> impl Fn(&str) -> Result<PathBuf, String> {
+    move |text| {
+        if text.is_empty() {
+            Err(format!("{what} is empty"))
+        } else {
+            Ok(PathBuf::from(text))
+        }
+    }
+}
+
 fn config_path(config_flag: Option<&Path>, env: &Environment) -> PathBuf {
     match (config_flag, env.get(CONFIG_ENV)) {
         (Some(path), _) => path.to_path_buf(),

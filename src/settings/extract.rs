@@ -304,21 +304,13 @@ impl PulpSettings {
         ] {
             line(key, path.value.display().to_string(), &path.source);
         }
-        line(
-            "API_ROOT",
-            self.api_root.value.clone(),
-            &self.api_root.source,
-        );
-        line(
-            "CONTENT_PATH_PREFIX",
-            self.content_path_prefix.value.clone(),
-            &self.content_path_prefix.source,
-        );
-        line(
-            "WORKER_NAME_TEMPLATE",
-            self.worker_name_template.value.clone(),
-            &self.worker_name_template.source,
-        );
+        for (key, text) in [
+            ("API_ROOT", &self.api_root),
+            ("CONTENT_PATH_PREFIX", &self.content_path_prefix),
+            ("WORKER_NAME_TEMPLATE", &self.worker_name_template),
+        ] {
+            line(key, text.value.clone(), &text.source);
+        }
         line(
             "CACHE_ENABLED",
             self.cache_enabled.value.to_string(),
