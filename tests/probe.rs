@@ -110,6 +110,12 @@ impl Container {
             .entrypoint()
             // Heartbeats every 2 s, stale after 6: the stale case is seen quickly.
             .env("PULP_WORKER_TTL", "6")
+            // pulpcore's api and content app exit when a heartbeat cannot be written
+            // (every API_APP_TTL/3 and CONTENT_APP_TTL/4 s: 40 and 7 by default). Beats
+            // minutes apart keep them up while PostgreSQL is stopped, so what is tested
+            // there is the probes, not where pulpcore's timers happen to be.
+            .env("PULP_API_APP_TTL", "900")
+            .env("PULP_CONTENT_APP_TTL", "900")
             .arg("supervise")
             .launched_by(LAUNCHER)
             .spawn();
@@ -237,7 +243,9 @@ fn real_pulp_ready_live_stale_and_without_its_database() {
     kill(worker, Signal::SIGCONT).unwrap();
     pulp.wait_for(&["ready", "worker"], 0, WAIT_LIMIT);
 
-    // PostgreSQL stopped: not ready (3), yet alive, so Kubernetes restarts nothing.
+    // PostgreSQL stopped: not ready (3), yet alive as far as the probes go. The
+    // worker may already be exiting (its heartbeat failed): the database is still
+    // the reason given.
     pg.stop();
     let api = pulp.probe(&["ready", "api"]);
     api.assert_code(3);

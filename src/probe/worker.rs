@@ -33,29 +33,43 @@ pub async fn ready(
     proc_root: &Path,
     deadline: Deadline,
 ) -> Result<(), ProbeError> {
+    // The database first: when it is down, that is the reason to give (3),
+    // even if pulpcore-worker has already exited because it could not beat.
+    let connected = database::login(db, deadline).await?;
+    let checked = async {
+        let (workers, patterns) = local_name_patterns(proc_root, default_template)?;
+        let beats = deadline
+            .bound(
+                || "reading the worker heartbeats".to_string(),
+                heartbeat::read(&connected.client, &patterns),
+            )
+            .await?
+            .map_err(ProbeError::Query)?;
+        judge(&workers, &patterns, &beats)
+    }
+    .await;
+    database::close(connected, deadline).await;
+    checked
+}
+
+/// The local workers, each with the pattern its heartbeat's name matches.
+fn local_name_patterns(
+    proc_root: &Path,
+    default_template: &str,
+) -> Result<(Vec<WorkerProcess>, Vec<String>), ProbeError> {
     let workers = local_workers(proc_root)?;
     let hostname = nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())
         .map_err(|error| ProbeError::Processes(format!("gethostname: {error}")))?;
     // A worker started without --name-template uses pulpcore's WORKER_NAME_TEMPLATE.
-    let patterns: Vec<String> = workers
+    let patterns = workers
         .iter()
         .map(|worker| {
             let template = worker.name_template.as_deref().unwrap_or(default_template);
             heartbeat::name_pattern(template, worker.own_pid, &hostname)
         })
         .collect();
-
-    let connected = database::login(db, deadline).await?;
-    let read = deadline
-        .bound(
-            || "reading the worker heartbeats".to_string(),
-            heartbeat::read(&connected.client, &patterns),
-        )
-        .await;
-    database::close(connected, deadline).await;
-    let beats = read?.map_err(ProbeError::Query)?;
-    judge(&workers, &patterns, &beats)
+    Ok((workers, patterns))
 }
 
 /// Every worker must have a fresh heartbeat; the first that does not is the reason.
