@@ -23,6 +23,7 @@ use crate::prepare;
 use crate::role_policy::{stop_policy, task_grace_interval};
 use crate::roles::{self, CommandLine, Host, Role, RoleConfigError};
 use crate::settings::{self, PulpSettings, SettingsError};
+use crate::supervise::DatabaseGate;
 
 /// How often the PostgreSQL wait says what it is waiting for.
 const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -250,8 +251,11 @@ fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
             let steps = prepare::Steps::for_role(role, options);
             start_phase(&mut init, &settings, env, steps, "supervise", options).await?;
         }
+        let gate = plan
+            .runs_pulp()
+            .then(|| DatabaseGate::new(settings.database.clone(), wait_policy(options)));
         let supervisor =
-            crate::supervise::Supervisor::new(&mut init, plan, options, env, role_lines);
+            crate::supervise::Supervisor::new(&mut init, plan, options, env, role_lines, gate);
         Ok(supervisor.run().await)
     })
 }
@@ -332,11 +336,7 @@ async fn wait_for_database(
     settings: &PulpSettings,
     options: &Options,
 ) -> Result<(), Error> {
-    let policy = WaitPolicy {
-        timeout: options.postgres_timeout.value,
-        missing_database_grace: options.missing_database_grace.value,
-        log_interval: WAIT_LOG_INTERVAL,
-    };
+    let policy = wait_policy(options);
     let started = std::time::Instant::now();
     tokio::select! {
         result = postgres::wait_for_postgres(&settings.database, &policy) => {
@@ -352,6 +352,14 @@ async fn wait_for_database(
             signal,
             doing: "waiting for PostgreSQL",
         }),
+    }
+}
+
+fn wait_policy(options: &Options) -> WaitPolicy {
+    WaitPolicy {
+        timeout: options.postgres_timeout.value,
+        missing_database_grace: options.missing_database_grace.value,
+        log_interval: WAIT_LOG_INTERVAL,
     }
 }
 

@@ -494,3 +494,176 @@ args = ["--bind", "127.0.0.1:{content_port}"]
         "{last:#}"
     );
 }
+
+#[test]
+fn real_pulp_waits_out_a_database_outage_without_using_up_its_restarts() {
+    let pg = PgCluster::start();
+    pg.create_database("outage");
+    let site = Site::new(&DatabaseAddress {
+        host: "127.0.0.1",
+        port: pg.port(),
+        name: "outage",
+        user: "postgres",
+        password: pg.superuser_password(),
+    });
+    let (api_port, content_port) = (free_port(), free_port());
+    let status_file = site.root().join("status.json");
+    // One restart in a row allowed: without the wait, the second failure into
+    // the outage would give up on the api and stop the container.
+    std::fs::write(
+        site.root().join("entrypoint.toml"),
+        format!(
+            r#"status_file = "{status}"
+
+[supervise]
+workers = 1
+max_restarts = 1
+
+[[service]]
+name = "api"
+role = "api"
+args = ["--bind", "127.0.0.1:{api_port}"]
+
+[[service]]
+name = "content"
+role = "content"
+args = ["--bind", "127.0.0.1:{content_port}"]
+"#,
+            status = status_file.display()
+        ),
+    )
+    .unwrap();
+    let mut supervise = site
+        .entrypoint()
+        // Heartbeats every second, so pulpcore ends each process soon after
+        // PostgreSQL stops (API_APP_TTL/3, CONTENT_APP_TTL/4, WORKER_TTL/3).
+        .env("PULP_API_APP_TTL", "3")
+        .env("PULP_CONTENT_APP_TTL", "4")
+        .env("PULP_WORKER_TTL", "3")
+        .arg("supervise")
+        .in_pid_namespace()
+        .spawn();
+    let names = ["api", "content", "worker-1"];
+    for name in names {
+        wait_for_service(
+            &status_file,
+            name,
+            "running",
+            Duration::from_secs(240),
+            running,
+        );
+    }
+    let all_online = |s: &Value| {
+        online(s, "online_api_apps").len() == 1
+            && online(s, "online_content_apps").len() == 1
+            && online(s, "online_workers").len() == 1
+    };
+    wait_for_status(
+        api_port,
+        Duration::from_secs(180),
+        "api, content and worker",
+        all_online,
+    );
+
+    pg.stop();
+    for name in names {
+        let waiting = wait_for_service(&status_file, name, "waiting-for-db", WAIT_LIMIT, |s| {
+            s["state"] == "waiting-for-db"
+        });
+        assert_eq!(waiting["pid"], Value::Null, "{waiting}");
+    }
+    assert!(supervise.is_running(), "supervise ended during the outage");
+
+    pg.start_now();
+    for name in names {
+        let back = wait_for_service(&status_file, name, "running again", WAIT_LIMIT, running);
+        assert_eq!(back["restarts"], 1, "{back}");
+    }
+    wait_for_status(
+        api_port,
+        Duration::from_secs(180),
+        "api, content and worker after the outage",
+        all_online,
+    );
+
+    let finished = stop(supervise);
+    finished.assert_code(0);
+    assert_eq!(
+        finished
+            .stderr
+            .matches("PostgreSQL does not let us in")
+            .count(),
+        1,
+        "one warning for the outage: {}",
+        finished.stderr
+    );
+    let reopened = finished
+        .stderr
+        .lines()
+        .find(|line| line.contains("PostgreSQL lets us in again after"))
+        .unwrap_or_else(|| panic!("no line for the end of the outage: {}", finished.stderr));
+    for name in names {
+        assert!(reopened.contains(name), "{name} in {reopened:?}");
+    }
+    assert!(
+        !finished.stderr.contains("giving up"),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn real_pulp_stops_the_container_when_the_database_stays_away_past_the_timeout() {
+    let pg = PgCluster::start();
+    pg.create_database("gone");
+    let site = Site::new(&DatabaseAddress {
+        host: "127.0.0.1",
+        port: pg.port(),
+        name: "gone",
+        user: "postgres",
+        password: pg.superuser_password(),
+    });
+    let status_file = site.root().join("status.json");
+    std::fs::write(
+        site.root().join("entrypoint.toml"),
+        format!(
+            "status_file = \"{}\"\npostgres_timeout = \"3s\"\n\
+             [supervise]\napi = false\ncontent = false\nworkers = 1\n",
+            status_file.display()
+        ),
+    )
+    .unwrap();
+    let supervise = site
+        .entrypoint()
+        .env("PULP_WORKER_TTL", "3")
+        .arg("supervise")
+        .in_pid_namespace()
+        .spawn();
+    wait_for_service(
+        &status_file,
+        "worker-1",
+        "running",
+        Duration::from_secs(240),
+        running,
+    );
+
+    pg.stop();
+    let finished = supervise.wait_at_most(Duration::from_secs(90));
+    // 69: PostgreSQL not reachable before postgres_timeout, as at the start.
+    finished.assert_code(69);
+    let gave_up = finished
+        .stderr
+        .lines()
+        .find(|line| line.contains("giving up on worker-1"))
+        .unwrap_or_else(|| panic!("no line giving up: {}", finished.stderr));
+    assert!(
+        gave_up.contains("did not let user postgres into database gone within 3s"),
+        "{gave_up}"
+    );
+    let last = status(&status_file).unwrap();
+    assert_eq!(
+        service(&last, "worker-1").unwrap()["state"],
+        "failed",
+        "{last:#}"
+    );
+}

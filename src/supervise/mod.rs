@@ -18,7 +18,10 @@
 //! 4. A service that ends is started again after a backoff that doubles up
 //!    to a cap (`restart`). After `max_restarts` quick failures in a row it is
 //!    marked failed; when it is essential (the Pulp roles are, by default)
-//!    the container then stops, exiting with that service's code.
+//!    the container then stops, exiting with that service's code. A Pulp
+//!    role is started again only once PostgreSQL lets us in
+//!    (`database_gate`): pulpcore ends its processes during a database
+//!    outage, and the outage must not use up their restarts.
 //! 5. SIGTERM, SIGINT or SIGQUIT stops everything: each service that no
 //!    running service depends on gets its stop signal at once (servers and
 //!    workers in parallel, the worker's TERM-then-INT sequence included),
@@ -31,6 +34,7 @@
 //!    file that `pulp-entrypoint status` prints (`status`).
 
 mod config;
+mod database_gate;
 mod output;
 mod restart;
 mod status;
@@ -39,6 +43,7 @@ mod supervisor;
 use std::path::Path;
 
 pub use config::{ConfigError, Plan, Program};
+pub use database_gate::DatabaseGate;
 pub use supervisor::Supervisor;
 
 /// `pulp-entrypoint status`: print what the running `supervise` reported.

@@ -30,7 +30,7 @@ pub struct ServiceReport {
     /// The `[[service]]` it is an instance of.
     pub service: String,
     pub pid: Option<i32>,
-    /// running, stopping, backoff, exited, failed, stopped.
+    /// running, stopping, backoff, waiting-for-db, exited, failed, stopped.
     pub state: String,
     pub restarts: u32,
     /// When it entered this state (Unix seconds).

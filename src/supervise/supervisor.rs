@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::config::{Plan, Program, ServiceSpec};
+use super::database_gate::{DatabaseGate, Verdict};
 use super::output::{self, Labels, Stream};
 use super::restart::{self, Decision};
 use super::status::{self, Report, ServiceReport};
@@ -43,6 +44,8 @@ enum State {
     Backoff {
         until: Instant,
     },
+    /// A Pulp role due to start, waiting for PostgreSQL to let us in.
+    WaitingForDatabase,
     /// Ended, and its restart policy says it stays so.
     Exited,
     /// Ended too often in a row: given up.
@@ -100,6 +103,7 @@ impl Instance {
             State::Running { .. } if self.stopping.is_some() => "stopping",
             State::Running { .. } => "running",
             State::Backoff { .. } => "backoff",
+            State::WaitingForDatabase => "waiting-for-db",
             State::Exited => "exited",
             State::Failed => "failed",
             State::Stopped => "stopped",
@@ -138,6 +142,8 @@ pub struct Supervisor<'a> {
     status_failed: bool,
     /// The tasks copying service output.
     copying: Vec<JoinHandle<()>>,
+    /// Where Pulp roles wait for PostgreSQL before they start again.
+    gate: Option<DatabaseGate>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -147,6 +153,7 @@ impl<'a> Supervisor<'a> {
         options: &'a Options,
         env: &'a Environment,
         role_lines: BTreeMap<String, CommandLine>,
+        gate: Option<DatabaseGate>,
     ) -> Supervisor<'a> {
         let mut instances = Vec::new();
         for spec in &plan.services {
@@ -165,6 +172,7 @@ impl<'a> Supervisor<'a> {
             shutdown: None,
             status_failed: false,
             copying: Vec::new(),
+            gate,
         }
     }
 
@@ -196,6 +204,7 @@ impl<'a> Supervisor<'a> {
                     }
                 },
                 () = sleep_until(deadline) => self.on_timer(Instant::now()),
+                verdict = gate_verdict(&mut self.gate) => self.on_verdict(verdict),
             }
         }
         if !self.init.reap_remaining(LEFTOVER_LIMIT).await {
@@ -316,6 +325,60 @@ impl<'a> Supervisor<'a> {
         }
     }
 
+    /// Start instance `index`, a Pulp role only once PostgreSQL lets us in.
+    fn start_when_database_allows(&mut self, index: usize) {
+        let instance = &mut self.instances[index];
+        match self.gate.as_mut() {
+            Some(gate) if instance.spec.role().is_some() => {
+                instance.set(State::WaitingForDatabase);
+                gate.check();
+            }
+            _ => self.start(index),
+        }
+    }
+
+    /// The gate's check ended: start, or give up on, every service waiting there.
+    fn on_verdict(&mut self, verdict: Verdict) {
+        let waiting: Vec<usize> = (0..self.instances.len())
+            .filter(|&i| self.instances[i].state == State::WaitingForDatabase)
+            .collect();
+        let names = || {
+            waiting
+                .iter()
+                .map(|&i| self.instances[i].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match verdict {
+            Verdict::Open => {}
+            Verdict::Reopened { after } => {
+                info!(
+                    "PostgreSQL lets us in again after {}: starting {}",
+                    crate::duration::display(after),
+                    names()
+                );
+                for &index in &waiting {
+                    self.instances[index].in_a_row = 0;
+                }
+            }
+            Verdict::Closed(error) => {
+                error!("{error}; giving up on {}", names());
+                let mut essential = false;
+                for &index in &waiting {
+                    self.instances[index].set(State::Failed);
+                    essential |= self.instances[index].spec.essential;
+                }
+                if essential {
+                    self.begin_shutdown(Some(error.exit_code()));
+                }
+                return;
+            }
+        }
+        for index in waiting {
+            self.start(index);
+        }
+    }
+
     /// Start instance `index`; a failure to start counts as an exit.
     fn start(&mut self, index: usize) {
         if self.shutdown.is_some() {
@@ -403,8 +466,14 @@ impl<'a> Supervisor<'a> {
             deadline: Some(Instant::now() + self.options.stop_grace.value),
             code,
         });
+        if let Some(gate) = self.gate.as_mut() {
+            gate.abandon();
+        }
         for instance in &mut self.instances {
-            if matches!(instance.state, State::Backoff { .. }) {
+            if matches!(
+                instance.state,
+                State::Backoff { .. } | State::WaitingForDatabase
+            ) {
                 instance.set(State::Stopped);
             }
         }
@@ -523,7 +592,7 @@ impl<'a> Supervisor<'a> {
             for index in due {
                 self.instances[index].restarts += 1;
                 info!("restarting {}", self.instances[index].name);
-                self.start(index);
+                self.start_when_database_allows(index);
             }
         }
     }
@@ -595,7 +664,7 @@ impl<'a> Supervisor<'a> {
                 .expect("some index is free");
             info!("adding {name}");
             self.instances.push(Instance::new(name, spec.clone()));
-            self.start(self.instances.len() - 1);
+            self.start_when_database_allows(self.instances.len() - 1);
         }
     }
 
@@ -642,6 +711,13 @@ fn instance_name(spec: &ServiceSpec, index: u32) -> String {
     match spec.role() {
         Some(Role::Worker) => format!("{}-{index}", spec.name),
         _ => spec.name.clone(),
+    }
+}
+
+async fn gate_verdict(gate: &mut Option<DatabaseGate>) -> Verdict {
+    match gate {
+        Some(gate) => gate.verdict().await,
+        None => std::future::pending().await,
     }
 }
 

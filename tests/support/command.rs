@@ -235,6 +235,15 @@ impl Running {
         );
     }
 
+    /// Whether it has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("not waited for yet");
+        child
+            .try_wait()
+            .expect("try_wait on the entrypoint")
+            .is_none()
+    }
+
     /// Wait until it exits, at most [`WAIT_LIMIT`].
     pub fn wait(self) -> Finished {
         self.wait_at_most(WAIT_LIMIT)
