@@ -172,12 +172,19 @@ pub async fn run(
         let (signing, skipped) = signing::wanted(
             env,
             &steps.signing_scripts_dir,
-            signing::container_installed(&package_roots),
+            signing::container_plugin(
+                &package_roots,
+                settings
+                    .enabled_plugins
+                    .as_ref()
+                    .map(|p| p.value.as_slice()),
+            ),
         );
         for skip in &skipped {
             match skip {
                 signing::Skipped::NoScript { .. } => warn!("{skip}"),
-                signing::Skipped::NoContainerApp { .. } => info!("{skip}"),
+                signing::Skipped::NoContainerApp { .. }
+                | signing::Skipped::ContainerNotEnabled { .. } => info!("{skip}"),
             }
         }
         signing

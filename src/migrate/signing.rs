@@ -35,6 +35,7 @@ pub struct Signing {
 pub enum Skipped {
     NoScript { name: String, script: PathBuf },
     NoContainerApp { name: String },
+    ContainerNotEnabled { name: String },
 }
 
 impl std::fmt::Display for Skipped {
@@ -48,6 +49,10 @@ impl std::fmt::Display for Skipped {
             Skipped::NoContainerApp { name } => write!(
                 f,
                 "signing service '{name}' not added: pulp_container is not installed"
+            ),
+            Skipped::ContainerNotEnabled { name } => write!(
+                f,
+                "signing service '{name}' not added: pulp_container is not in ENABLED_PLUGINS"
             ),
         }
     }
@@ -85,7 +90,7 @@ const KINDS: [Kind; 2] = [
 pub fn wanted(
     env: &Environment,
     scripts_dir: &Path,
-    container_installed: bool,
+    container: Plugin,
 ) -> (Option<Signing>, Vec<Skipped>) {
     let Some(fingerprint) = env
         .get(FINGERPRINT_ENV)
@@ -103,8 +108,10 @@ pub fn wanted(
             .unwrap_or(kind.default_name)
             .to_string();
         let script = scripts_dir.join(kind.script);
-        if kind.needs_container && !container_installed {
+        if kind.needs_container && container == Plugin::NotInstalled {
             skipped.push(Skipped::NoContainerApp { name });
+        } else if kind.needs_container && container == Plugin::NotEnabled {
+            skipped.push(Skipped::ContainerNotEnabled { name });
         } else if !script.is_file() {
             skipped.push(Skipped::NoScript { name, script });
         } else {
@@ -122,12 +129,27 @@ pub fn wanted(
     (Some(signing), skipped)
 }
 
-/// Whether pulp_container is importable from the Python that runs
-/// `pulpcore-manager` (its package directory, found without Python).
-pub fn container_installed(package_roots: &[PathBuf]) -> bool {
-    package_roots
+/// Whether pulpcore loads a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugin {
+    Loaded,
+    NotInstalled,
+    /// Installed, but left out of ENABLED_PLUGINS.
+    NotEnabled,
+}
+
+/// Whether pulpcore loads pulp_container: importable from the Python that
+/// runs `pulpcore-manager` (its package directory, found without Python),
+/// and named in ENABLED_PLUGINS when that is set (as pulpcore's settings do).
+pub fn container_plugin(package_roots: &[PathBuf], enabled: Option<&[String]>) -> Plugin {
+    let installed = package_roots
         .iter()
-        .any(|root| root.join("pulp_container/app").is_dir())
+        .any(|root| root.join("pulp_container/app").is_dir());
+    match enabled {
+        _ if !installed => Plugin::NotInstalled,
+        Some(names) if !names.iter().any(|name| name == "pulp_container") => Plugin::NotEnabled,
+        _ => Plugin::Loaded,
+    }
 }
 
 impl Service {
@@ -207,7 +229,7 @@ mod tests {
             Environment::from_pairs([("COLLECTION_SIGNING_SERVICE", "x")]),
             Environment::from_pairs([(FINGERPRINT_ENV, " ")]),
         ] {
-            assert_eq!(wanted(&env, dir.path(), true), (None, Vec::new()));
+            assert_eq!(wanted(&env, dir.path(), Plugin::Loaded), (None, Vec::new()));
         }
     }
 
@@ -216,7 +238,7 @@ mod tests {
         let dir = scripts(&["collection_sign.sh", "container_sign.sh"]);
         let env =
             Environment::from_pairs([(FINGERPRINT_ENV, FPR), ("COLLECTION_SIGNING_SERVICE", "")]);
-        let (signing, skipped) = wanted(&env, dir.path(), true);
+        let (signing, skipped) = wanted(&env, dir.path(), Plugin::Loaded);
         let signing = signing.unwrap();
         assert!(skipped.is_empty());
         let args: Vec<Vec<String>> = signing
@@ -254,7 +276,7 @@ mod tests {
             (FINGERPRINT_ENV, FPR),
             ("COLLECTION_SIGNING_SERVICE", "galaxy"),
         ]);
-        let (signing, skipped) = wanted(&env, dir.path(), false);
+        let (signing, skipped) = wanted(&env, dir.path(), Plugin::NotInstalled);
         assert!(signing.unwrap().services.is_empty());
         assert_eq!(
             skipped,
@@ -272,19 +294,48 @@ mod tests {
     }
 
     #[test]
-    fn container_app_is_found_by_its_package_directory() {
+    fn container_app_is_found_by_its_package_directory_and_enabled_plugins() {
         let root = tempfile::tempdir().unwrap();
         let roots = vec![PathBuf::from("/nonexistent"), root.path().to_path_buf()];
-        assert!(!container_installed(&roots));
+        let only_file = ["pulp_file".to_string()];
+        let both = ["pulp_file".to_string(), "pulp_container".to_string()];
+        assert_eq!(container_plugin(&roots, None), Plugin::NotInstalled);
+        assert_eq!(container_plugin(&roots, Some(&both)), Plugin::NotInstalled);
         std::fs::create_dir_all(root.path().join("pulp_container/app")).unwrap();
-        assert!(container_installed(&roots));
+        assert_eq!(container_plugin(&roots, None), Plugin::Loaded);
+        assert_eq!(container_plugin(&roots, Some(&both)), Plugin::Loaded);
+        assert_eq!(
+            container_plugin(&roots, Some(&only_file)),
+            Plugin::NotEnabled
+        );
+    }
+
+    #[test]
+    fn a_disabled_container_app_skips_only_the_container_service() {
+        let dir = scripts(&["collection_sign.sh", "container_sign.sh"]);
+        let env = Environment::from_pairs([(FINGERPRINT_ENV, FPR)]);
+        let (signing, skipped) = wanted(&env, dir.path(), Plugin::NotEnabled);
+        let names: Vec<String> = signing
+            .unwrap()
+            .services
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["ansible-default"]);
+        assert_eq!(
+            skipped,
+            [Skipped::ContainerNotEnabled {
+                name: "container-default".into()
+            }]
+        );
+        assert!(skipped[0].to_string().contains("ENABLED_PLUGINS"));
     }
 
     #[test]
     fn only_services_without_a_row_are_missing_and_other_keys_are_found() {
         let dir = scripts(&["collection_sign.sh", "container_sign.sh"]);
         let env = Environment::from_pairs([(FINGERPRINT_ENV, FPR)]);
-        let signing = wanted(&env, dir.path(), true).0.unwrap();
+        let signing = wanted(&env, dir.path(), Plugin::Loaded).0.unwrap();
         assert_eq!(
             missing(&signing, &[]),
             ["ansible-default", "container-default"]

@@ -29,6 +29,7 @@ const READ: &[&str] = &[
     "REDIS_DB",
     "REDIS_PASSWORD",
     "TASK_GRACE_INTERVAL",
+    "ENABLED_PLUGINS",
 ];
 
 pub fn settings(layered: &Layered) -> Result<PulpSettings, SettingsError> {
@@ -71,6 +72,7 @@ pub fn settings(layered: &Layered) -> Result<PulpSettings, SettingsError> {
             .unwrap_or_else(|| Sourced::default(false)),
         redis: read.redis()?,
         task_grace_interval: read.integer(&["TASK_GRACE_INTERVAL"])?,
+        enabled_plugins: read.string_list(&["ENABLED_PLUGINS"])?,
         files: layered.files.clone(),
     })
 }
@@ -105,6 +107,31 @@ impl Reader<'_> {
                 Err(self.invalid(path, format!("is {}, expected a string", other.type_name())))
             }
         }
+    }
+
+    /// A list of strings, `None` when absent or None.
+    fn string_list(&self, path: &[&str]) -> Result<Option<Sourced<Vec<String>>>, SettingsError> {
+        let items = match self.layered.get(path) {
+            None | Some(Value::None) => return Ok(None),
+            Some(Value::List(items)) => items,
+            Some(other) => {
+                return Err(self.invalid(
+                    path,
+                    format!("is {}, expected a list of strings", other.type_name()),
+                ));
+            }
+        };
+        let strings = items
+            .iter()
+            .map(|item| match item {
+                Value::Str(text) => Ok(text.clone()),
+                other => Err(self.invalid(
+                    path,
+                    format!("has {}, expected only strings", other.type_name()),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(self.sourced(path, strings)))
     }
 
     fn path(&self, key: &str, default: &str) -> Result<Sourced<PathBuf>, SettingsError> {
@@ -344,6 +371,9 @@ impl PulpSettings {
                 &grace.source,
             );
         }
+        if let Some(plugins) = &self.enabled_plugins {
+            line("ENABLED_PLUGINS", plugins.value.join(","), &plugins.source);
+        }
         lines
     }
 }
@@ -513,6 +543,30 @@ REDIS_HOST = "redis"
         let y = file(".yaml", "DATABASES: {}\n");
         let error = load(&env(y.path(), &[])).unwrap_err().to_string();
         assert!(error.contains("convert the file"), "{error}");
+    }
+
+    #[test]
+    fn enabled_plugins_is_a_list_of_names() {
+        let f = file(".py", "ENABLED_PLUGINS = ['pulp_file', 'pulp_container']\n");
+        let s = load(&env(f.path(), &[])).unwrap();
+        assert_eq!(
+            s.enabled_plugins.unwrap().value,
+            ["pulp_file", "pulp_container"]
+        );
+        let s = load(&env(f.path(), &[("PULP_ENABLED_PLUGINS", "['pulp_file']")])).unwrap();
+        assert_eq!(s.enabled_plugins.unwrap().value, ["pulp_file"]);
+        let unset = file(".py", "");
+        assert!(
+            load(&env(unset.path(), &[]))
+                .unwrap()
+                .enabled_plugins
+                .is_none()
+        );
+        let wrong = load(&env(unset.path(), &[("PULP_ENABLED_PLUGINS", "[1]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("ENABLED_PLUGINS"), "{wrong}");
+        assert!(wrong.contains("expected only strings"), "{wrong}");
     }
 
     #[test]

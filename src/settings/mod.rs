@@ -88,6 +88,8 @@ pub struct PulpSettings {
     pub redis: Option<RedisSettings>,
     /// TASK_GRACE_INTERVAL when the deployment set it (seconds).
     pub task_grace_interval: Option<Sourced<i64>>,
+    /// ENABLED_PLUGINS when set: only these installed plugins are loaded.
+    pub enabled_plugins: Option<Sourced<Vec<String>>>,
     /// The settings files that were read, in order.
     pub files: Vec<PathBuf>,
 }
