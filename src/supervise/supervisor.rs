@@ -1,10 +1,12 @@
 //! The event loop of `supervise`: start the services, restart them, stop them.
 //!
 //! State lives in one list of [`Instance`]s (a service has one, the worker
-//! role `workers` of them). The loop waits for one of two things, never
-//! polling: an [`Event`] from init (a signal, or children reaped), or the
+//! role `workers` of them). The loop waits for one of three things, never
+//! polling: an [`Event`] from init (a signal, or children reaped), the
 //! earliest timer (a restart whose backoff is over, a step of a stop
-//! sequence, the shutdown deadline). After each it rewrites the status file.
+//! sequence, the shutdown deadline), or the verdict of the database gate
+//! that Pulp roles wait at before they start again. After each it rewrites
+//! the status file.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
