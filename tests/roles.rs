@@ -8,25 +8,14 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::pg::PgCluster;
-use support::pulp::{DatabaseAddress, Site, free_port, online, wait_for_status};
+use support::pulp::{Site, free_port, online, wait_for_status};
 
 const START_LIMIT: Duration = Duration::from_secs(120);
-
-fn site_on_fresh_database(pg: &PgCluster, name: &str) -> Site {
-    pg.create_database(name);
-    Site::new(&DatabaseAddress {
-        host: "127.0.0.1",
-        port: pg.port(),
-        name,
-        user: "postgres",
-        password: pg.superuser_password(),
-    })
-}
 
 #[test]
 fn api_content_and_worker_start_and_appear_in_status() {
     let pg = PgCluster::start();
-    let site = site_on_fresh_database(&pg, "roles");
+    let site = Site::on_fresh_database(&pg, "roles");
     let api_port = free_port();
     let content_port = free_port();
 

@@ -15,7 +15,7 @@ use support::command::{
     Finished, Running, TestCommand, WAIT_LIMIT, host_pid, proc_stat, wait_until,
 };
 use support::pg::PgCluster;
-use support::pulp::{DatabaseAddress, Site, free_port, online, wait_for_status};
+use support::pulp::{Site, free_port, online, wait_for_status};
 use support::status_file::{pid_of, service, status};
 
 /// A directory with an entrypoint.toml whose status file is inside it.
@@ -79,6 +79,34 @@ fn wait_for_service(
 
 fn running(entry: &Value) -> bool {
     entry["state"] == "running"
+}
+
+/// A configuration for real Pulp: the status file, the `[supervise]` lines,
+/// and the api and content app bound to ports of their own.
+fn with_bound_servers(
+    status_file: &Path,
+    supervise_lines: &str,
+    api_port: u16,
+    content_port: u16,
+) -> String {
+    format!(
+        r#"status_file = "{status}"
+
+[supervise]
+{supervise_lines}
+
+[[service]]
+name = "api"
+role = "api"
+args = ["--bind", "127.0.0.1:{api_port}"]
+
+[[service]]
+name = "content"
+role = "content"
+args = ["--bind", "127.0.0.1:{content_port}"]
+"#,
+        status = status_file.display()
+    )
 }
 
 #[test]
@@ -332,37 +360,18 @@ fn stop(mut supervise: Running) -> Finished {
 #[test]
 fn real_pulp_under_supervise_restarts_scales_and_stops() {
     let pg = PgCluster::start();
-    pg.create_database("supervised");
-    let site = Site::new(&DatabaseAddress {
-        host: "127.0.0.1",
-        port: pg.port(),
-        name: "supervised",
-        user: "postgres",
-        password: pg.superuser_password(),
-    });
+    let site = Site::on_fresh_database(&pg, "supervised");
     let (api_port, content_port) = (free_port(), free_port());
     let config = site.root().join("entrypoint.toml");
     let status_file = site.root().join("status.json");
     let write_config = |workers: u32| {
         std::fs::write(
             &config,
-            format!(
-                r#"status_file = "{status}"
-
-[supervise]
-workers = {workers}
-
-[[service]]
-name = "api"
-role = "api"
-args = ["--bind", "127.0.0.1:{api_port}"]
-
-[[service]]
-name = "content"
-role = "content"
-args = ["--bind", "127.0.0.1:{content_port}"]
-"#,
-                status = status_file.display()
+            with_bound_servers(
+                &status_file,
+                &format!("workers = {workers}"),
+                api_port,
+                content_port,
             ),
         )
         .unwrap();
@@ -498,38 +507,18 @@ args = ["--bind", "127.0.0.1:{content_port}"]
 #[test]
 fn real_pulp_waits_out_a_database_outage_without_using_up_its_restarts() {
     let pg = PgCluster::start();
-    pg.create_database("outage");
-    let site = Site::new(&DatabaseAddress {
-        host: "127.0.0.1",
-        port: pg.port(),
-        name: "outage",
-        user: "postgres",
-        password: pg.superuser_password(),
-    });
+    let site = Site::on_fresh_database(&pg, "outage");
     let (api_port, content_port) = (free_port(), free_port());
     let status_file = site.root().join("status.json");
     // One restart in a row allowed: without the wait, the second failure into
     // the outage would give up on the api and stop the container.
     std::fs::write(
         site.root().join("entrypoint.toml"),
-        format!(
-            r#"status_file = "{status}"
-
-[supervise]
-workers = 1
-max_restarts = 1
-
-[[service]]
-name = "api"
-role = "api"
-args = ["--bind", "127.0.0.1:{api_port}"]
-
-[[service]]
-name = "content"
-role = "content"
-args = ["--bind", "127.0.0.1:{content_port}"]
-"#,
-            status = status_file.display()
+        with_bound_servers(
+            &status_file,
+            "workers = 1\nmax_restarts = 1",
+            api_port,
+            content_port,
         ),
     )
     .unwrap();
@@ -615,14 +604,7 @@ args = ["--bind", "127.0.0.1:{content_port}"]
 #[test]
 fn real_pulp_stops_the_container_when_the_database_stays_away_past_the_timeout() {
     let pg = PgCluster::start();
-    pg.create_database("gone");
-    let site = Site::new(&DatabaseAddress {
-        host: "127.0.0.1",
-        port: pg.port(),
-        name: "gone",
-        user: "postgres",
-        password: pg.superuser_password(),
-    });
+    let site = Site::on_fresh_database(&pg, "gone");
     let status_file = site.root().join("status.json");
     std::fs::write(
         site.root().join("entrypoint.toml"),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::command::TestCommand;
+use super::pg::PgCluster;
 
 /// The pulpcore virtualenv.
 pub fn venv() -> PathBuf {
@@ -58,6 +59,18 @@ const SHIMMED: &[&str] = &[
 impl Site {
     pub fn new(database: &DatabaseAddress) -> Site {
         Site::with_venv(database, venv())
+    }
+
+    /// A new database `name` on `pg`, and a site that reaches it over TCP as the superuser.
+    pub fn on_fresh_database(pg: &PgCluster, name: &str) -> Site {
+        pg.create_database(name);
+        Site::new(&DatabaseAddress {
+            host: "127.0.0.1",
+            port: pg.port(),
+            name,
+            user: "postgres",
+            password: pg.superuser_password(),
+        })
     }
 
     /// A site whose Pulp commands come from `venv` (e.g. an [`Overlay`]).
