@@ -11,6 +11,7 @@ pub mod cli;
 pub mod duration;
 pub mod environment;
 pub mod exit;
+pub mod installed;
 pub mod logging;
 pub mod migrate;
 pub mod options;

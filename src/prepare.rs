@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::environment::Environment;
+use crate::installed::python_env;
 use crate::migrate::coordinator::{self, Connect, Manager, Plan, PrepareError, Session};
-use crate::migrate::{python_env, setup, signing};
+use crate::migrate::{setup, signing};
 use crate::options::Options;
 use crate::pid1::{Init, StopPolicy, StopStep};
 use crate::postgres;

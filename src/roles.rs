@@ -4,10 +4,10 @@
 //! existing deployments keep their tuning. Arguments the user appends win:
 //! a flag that appears in them is not added by the entrypoint.
 
-use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::ffi::OsString;
 
 use crate::environment::Environment;
+use crate::installed::find_in_path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -83,19 +83,6 @@ impl Host {
     fn has_program(&self, name: &str) -> bool {
         find_in_path(name, self.path.as_deref()).is_some()
     }
-}
-
-/// Where `name` would be found on `path`, as execvp would.
-pub fn find_in_path(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::split_paths(path?)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 /// The server command for `role`.

@@ -31,9 +31,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
-use super::fingerprint::{self, Fingerprint};
 use super::signing::{self, Signing};
 use super::state::{self, Record};
+use crate::installed::fingerprint::{self, Fingerprint};
 use crate::sourced::Secret;
 
 /// Written into STATIC_ROOT after collectstatic, holding the static-files fingerprint.

@@ -1,8 +1,6 @@
 //! Migrations, collectstatic and first-run setup (admin password, signing services): exactly once, and free when there is nothing to do.
 
 pub mod coordinator;
-pub mod fingerprint;
-pub mod python_env;
 pub mod setup;
 pub mod signing;
 pub mod state;

@@ -9,7 +9,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use crate::roles::find_in_path;
+use super::find_in_path;
 
 /// The directories Python imports packages from, best first: those of the
 /// first `pulpcore-manager` on PATH whose interpreter has pulpcore installed
