@@ -7,7 +7,8 @@
 use std::ffi::OsString;
 
 use crate::environment::Environment;
-use crate::installed::find_in_path;
+use crate::installed::pulpcore::{self, Accepts, Pulpcore};
+use crate::installed::{find_in_path, python_env};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -68,6 +69,8 @@ pub struct RoleConfigError {
 pub struct Host {
     pub ipv6: bool,
     pub path: Option<OsString>,
+    /// The pulpcore of the `pulpcore-manager` on PATH, when found.
+    pub pulpcore: Option<Pulpcore>,
 }
 
 impl Host {
@@ -77,6 +80,21 @@ impl Host {
             // IPv6 is disabled by sysctl.
             ipv6: std::net::TcpListener::bind("[::]:0").is_ok(),
             path: env.get("PATH").map(OsString::from),
+            pulpcore: Pulpcore::find(&python_env::package_roots(
+                env.get("PATH").map(std::ffi::OsStr::new),
+            )),
+        }
+    }
+
+    /// What `command` accepts of our options. pulpcore not found: what the
+    /// newest accepts (the caller says so in the log).
+    fn accepts(&self, command: pulpcore::Command) -> Accepts {
+        match &self.pulpcore {
+            Some(pulpcore) => pulpcore.accepts(command),
+            None => Accepts {
+                name_template: true,
+                no_control_socket: true,
+            },
         }
     }
 
@@ -133,29 +151,42 @@ pub fn server_command(
             if let Some(format) = env.get("PULP_GUNICORN_ACCESS_LOGFORMAT") {
                 flags.add("--access-logformat", Some(format.into()));
             }
-            if role == Role::Api {
-                if let Some(max) = optional_count(env, "PULP_API_WORKERS_MAX_REQUESTS")? {
-                    flags.add("--max-requests", Some(max));
-                }
-                if let Some(jitter) = optional_count(env, "PULP_API_WORKERS_MAX_REQUESTS_JITTER")? {
-                    flags.add("--max-requests-jitter", Some(jitter));
-                }
+            let (max_requests, jitter) = match role {
+                Role::Api => (
+                    "PULP_API_WORKERS_MAX_REQUESTS",
+                    "PULP_API_WORKERS_MAX_REQUESTS_JITTER",
+                ),
+                _ => (
+                    "PULP_CONTENT_WORKERS_MAX_REQUESTS",
+                    "PULP_CONTENT_WORKERS_MAX_REQUESTS_JITTER",
+                ),
+            };
+            if let Some(max) = optional_count(env, max_requests)? {
+                flags.add("--max-requests", Some(max));
+            }
+            if let Some(jitter) = optional_count(env, jitter)? {
+                flags.add("--max-requests-jitter", Some(jitter));
             }
             if boolean(env, "PULP_GUNICORN_RELOAD")? {
                 flags.add("--reload", None);
             }
             if native {
-                flags.add("--name-template", Some(name_template.into()));
+                let accepts = host.accepts(command_of(role));
+                if accepts.name_template {
+                    flags.add("--name-template", Some(name_template.into()));
+                }
                 // gunicorn >= 25.1 opens a control socket under $HOME, which an
                 // arbitrary UID cannot write; pulpcore ignores the flag on older gunicorn.
-                if !extra.iter().any(|arg| arg == "--control-socket") {
+                if accepts.no_control_socket && !flags.user_gave("--control-socket") {
                     flags.add("--no-control-socket", None);
                 }
             }
             program
         }
         Role::Worker => {
-            flags.add("--name-template", Some(name_template.into()));
+            if host.accepts(pulpcore::Command::Worker).name_template {
+                flags.add("--name-template", Some(name_template.into()));
+            }
             "pulpcore-worker"
         }
     };
@@ -164,6 +195,40 @@ pub fn server_command(
         args: flags.finish(),
         env: Vec::new(),
     })
+}
+
+fn command_of(role: Role) -> pulpcore::Command {
+    match role {
+        Role::Api => pulpcore::Command::Api,
+        Role::Content => pulpcore::Command::Content,
+        Role::Worker => pulpcore::Command::Worker,
+    }
+}
+
+/// What the log should say about the installed pulpcore for `role`: its
+/// version, and a warning when the role's command cannot be given a unique
+/// name (pulpcore before `--name-template` names apps `{pid}@{hostname}`).
+pub fn installed_notes(role: Role, host: &Host) -> (String, Option<String>) {
+    let Some(pulpcore) = &host.pulpcore else {
+        return (
+            "pulpcore not found through pulpcore-manager on PATH".into(),
+            None,
+        );
+    };
+    let uses_pulpcore_command = match role {
+        Role::Worker => true,
+        Role::Api => host.has_program("pulpcore-api"),
+        Role::Content => host.has_program("pulpcore-content"),
+    };
+    let warning = (!uses_pulpcore_command || !pulpcore.accepts(command_of(role)).name_template)
+        .then(|| {
+            format!(
+                "{} cannot be given a unique name (no --name-template): {} registers as {{pid}}@{{hostname}}, so two containers that share a hostname (host network) collide in the status; give each its own hostname",
+                pulpcore.describe(),
+                role.name()
+            )
+        });
+    (pulpcore.describe(), warning)
 }
 
 /// Arguments under construction: a flag the user passed in `extra` is skipped.
@@ -296,6 +361,7 @@ mod tests {
         let host = Host {
             ipv6,
             path: Some(dir.path().as_os_str().to_owned()),
+            pulpcore: None,
         };
         (dir, host)
     }
@@ -402,6 +468,65 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// A host whose pulpcore is `version`, with these lines in each command's source.
+    fn host_with_pulpcore(version: &str, source: &str) -> (tempfile::TempDir, Host) {
+        let (dir, mut host) = host_with(&["pulpcore-api", "pulpcore-content"], true);
+        let site = dir.path().join("site");
+        for file in [
+            "pulpcore/app/entrypoint.py",
+            "pulpcore/content/entrypoint.py",
+            "pulpcore/tasking/entrypoint.py",
+        ] {
+            std::fs::create_dir_all(site.join(file).parent().unwrap()).unwrap();
+            std::fs::write(site.join(file), source).unwrap();
+        }
+        let metadata = site.join(format!("pulpcore-{version}.dist-info/METADATA"));
+        std::fs::create_dir_all(metadata.parent().unwrap()).unwrap();
+        std::fs::write(metadata, format!("Name: pulpcore\nVersion: {version}\n")).unwrap();
+        host.pulpcore = Pulpcore::find(&[site]);
+        (dir, host)
+    }
+
+    #[test]
+    fn flags_follow_what_the_installed_pulpcore_accepts() {
+        let (_dir, old) = host_with_pulpcore("3.49.72", "@click.option(\"--bind\")\n");
+        let env = Environment::from_pairs([
+            ("PULP_CONTENT_WORKERS_MAX_REQUESTS", "500"),
+            ("PULP_CONTENT_WORKERS_MAX_REQUESTS_JITTER", "5"),
+        ]);
+        let content = words(&server_command(Role::Content, &env, &old, "T", &[]).unwrap());
+        assert!(
+            !content.contains(&"--name-template".to_string()),
+            "{content:?}"
+        );
+        assert!(
+            !content.contains(&"--no-control-socket".to_string()),
+            "{content:?}"
+        );
+        assert!(
+            content.windows(2).any(|w| w == ["--max-requests", "500"])
+                && content
+                    .windows(2)
+                    .any(|w| w == ["--max-requests-jitter", "5"]),
+            "{content:?}"
+        );
+        let worker = server_command(Role::Worker, &env, &old, "T", &[]).unwrap();
+        assert!(worker.args.is_empty(), "{worker:?}");
+        let (describe, warning) = installed_notes(Role::Worker, &old);
+        assert_eq!(describe, "pulpcore 3.49.72");
+        assert!(warning.unwrap().contains("{pid}@{hostname}"));
+
+        let (_dir, backport) =
+            host_with_pulpcore("3.85.2", "@click.option(\n    \"--name-template\",\n)\n");
+        let api = words(&server_command(Role::Api, &env, &backport, "T", &[]).unwrap());
+        assert!(
+            api.windows(2).any(|w| w == ["--name-template", "T"]),
+            "{api:?}"
+        );
+        assert!(!api.contains(&"--no-control-socket".to_string()), "{api:?}");
+        assert_eq!(installed_notes(Role::Api, &backport).1, None);
     }
 
     #[test]

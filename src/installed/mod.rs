@@ -9,6 +9,8 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 
 pub mod fingerprint;
+pub mod migrations;
+pub mod pulpcore;
 pub mod python_env;
 
 /// Where `name` would be found on `path`, as execvp would.

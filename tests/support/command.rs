@@ -244,6 +244,12 @@ impl Running {
             .is_none()
     }
 
+    /// What it has printed so far (stdout, stderr), read without moving the
+    /// file offset it writes at, so it is safe while it still runs.
+    pub fn output_so_far(&self) -> (String, String) {
+        (read_at_start(&self.stdout), read_at_start(&self.stderr))
+    }
+
     /// Wait until it exits, at most [`WAIT_LIMIT`].
     pub fn wait(self) -> Finished {
         self.wait_at_most(WAIT_LIMIT)
@@ -336,6 +342,18 @@ fn read_all(file: &mut File) -> String {
     file.rewind().expect("rewind output file");
     file.read_to_string(&mut text).expect("read output file");
     text
+}
+
+/// All of `file` from its start, with pread: the offset it shares with the
+/// writing child stays where it is.
+fn read_at_start(file: &File) -> String {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    while let Ok(read @ 1..) = file.read_at(&mut chunk, bytes.len() as u64) {
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The processes whose parent is `parent`, from /proc.

@@ -63,14 +63,22 @@ impl Site {
 
     /// A new database `name` on `pg`, and a site that reaches it over TCP as the superuser.
     pub fn on_fresh_database(pg: &PgCluster, name: &str) -> Site {
+        Site::on_fresh_database_with_venv(pg, name, venv())
+    }
+
+    /// [`Site::on_fresh_database`] with the Pulp commands from `venv` (another pulpcore release).
+    pub fn on_fresh_database_with_venv(pg: &PgCluster, name: &str, venv: PathBuf) -> Site {
         pg.create_database(name);
-        Site::new(&DatabaseAddress {
-            host: "127.0.0.1",
-            port: pg.port(),
-            name,
-            user: "postgres",
-            password: pg.superuser_password(),
-        })
+        Site::with_venv(
+            &DatabaseAddress {
+                host: "127.0.0.1",
+                port: pg.port(),
+                name,
+                user: "postgres",
+                password: pg.superuser_password(),
+            },
+            venv,
+        )
     }
 
     /// A site whose Pulp commands come from `venv` (e.g. an [`Overlay`]).

@@ -1,6 +1,13 @@
 # Source this file (bash): installs what the tests and the demo need, once, and exports
-#   PULP_VENV  a virtualenv with the real pulpcore from PyPI (cached by requirements.txt)
-#   PATH       with PostgreSQL's server programs (initdb, pg_ctl)
+#   PULP_VENV       a virtualenv with the real pulpcore from PyPI (cached by requirements.txt)
+#   PULP_VENV_3_49  one with an older pulpcore, for the version matrix (tests/matrix.rs), from
+#   PULP_VENV_3_85  requirements-3.49.txt and requirements-3.85.txt; a new old release gets a
+#                   requirements-X.Y.txt, a line below and a test in tests/matrix.rs
+#   PATH            with PostgreSQL's server programs (initdb, pg_ctl)
+# Each venv is cached under ~/.cache/pulp-entrypoint/, keyed by its requirements file and the
+# Python version; a variable that is already set names a venv to use (created when missing).
+# Missing venvs are installed at the same time (about a minute, quiet; pip's output is shown
+# only when an install fails, and then this script fails).
 # Safe to source again: every step is skipped when its result is already there.
 
 _pe_tools="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,15 +39,46 @@ if [ "${#_pe_missing[@]}" -gt 0 ]; then
 fi
 if ! command -v initdb >/dev/null && [ -n "$_pe_pg_bin" ]; then export PATH="$_pe_pg_bin:$PATH"; fi
 
-_pe_key=$( (cat "$_pe_tools/requirements.txt"; python3 --version) | sha256sum | cut -c1-16)
-export PULP_VENV="${PULP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pulp-entrypoint/venv-$_pe_key}"
-# A marker written last tells a finished venv from one an interrupted install left behind.
-if [ ! -f "$PULP_VENV/.complete" ]; then
-    echo "deps: creating $PULP_VENV with pulpcore from PyPI (about a minute)" >&2
-    rm -rf "$PULP_VENV"
-    mkdir -p "$(dirname "$PULP_VENV")"
-    python3 -m venv "$PULP_VENV"
-    "$PULP_VENV/bin/pip" install -q --disable-pip-version-check -r "$_pe_tools/requirements.txt" >&2
-    touch "$PULP_VENV/.complete"
-fi
-unset _pe_tools _pe_missing _pe_pg_bin _pe_key
+# _pe_venv VAR REQUIREMENTS PREFIX: export VAR (unless set) as the cached venv for REQUIREMENTS
+# and start installing it in the background when it is not complete.
+_pe_jobs=()
+# No job-control notices ("[1] 4242") when an interactive shell sources this.
+_pe_monitor=$(set +o | grep -w monitor)
+set +m
+_pe_venv() {
+    local var=$1 requirements=$2 prefix=$3 key dir
+    key=$( (cat "$requirements"; python3 --version) | sha256sum | cut -c1-16)
+    dir="${!var:-${XDG_CACHE_HOME:-$HOME/.cache}/pulp-entrypoint/$prefix$key}"
+    export "$var=$dir"
+    # A marker written last tells a finished venv from one an interrupted install left behind.
+    [ -f "$dir/.complete" ] && return 0
+    echo "deps: creating $dir with $(grep -m 1 '^pulpcore' "$requirements") from PyPI (about a minute)" >&2
+    rm -rf "$dir" "$dir.log"
+    mkdir -p "$(dirname "$dir")"
+    {
+        python3 -m venv "$dir" &&
+            "$dir/bin/pip" install -q --disable-pip-version-check -r "$requirements" &&
+            touch "$dir/.complete"
+    } >"$dir.log" 2>&1 &
+    _pe_jobs+=("$!:$dir")
+}
+_pe_venv PULP_VENV "$_pe_tools/requirements.txt" venv-
+_pe_venv PULP_VENV_3_49 "$_pe_tools/requirements-3.49.txt" venv-3.49-
+_pe_venv PULP_VENV_3_85 "$_pe_tools/requirements-3.85.txt" venv-3.85-
+eval "$_pe_monitor"
+_pe_failed=0
+for _pe_job in "${_pe_jobs[@]}"; do
+    if wait "${_pe_job%%:*}"; then
+        rm -f "${_pe_job#*:}.log"
+    else
+        echo "deps: installing ${_pe_job#*:} failed:" >&2
+        cat "${_pe_job#*:}.log" >&2
+        _pe_failed=1
+    fi
+done
+_pe_status=$_pe_failed
+unset _pe_tools _pe_missing _pe_pg_bin _pe_jobs _pe_job _pe_failed _pe_monitor
+unset -f _pe_venv
+# Sourced: return (so that `set -e` callers stop); run as a script: exit.
+if [ "$_pe_status" != 0 ]; then unset _pe_status; return 1 2>/dev/null || exit 1; fi
+unset _pe_status
