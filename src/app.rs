@@ -67,6 +67,7 @@ impl Error {
             Error::Postgres(error) => error.exit_code(),
             Error::Pid1(error) => error.exit_code(),
             Error::Prepare(error) => match error {
+                PrepareError::Setup(setup) if setup.is_configuration() => exit::CONFIG,
                 PrepareError::Setup(_) | PrepareError::Marker { .. } => exit::CANNOT_CREATE,
                 PrepareError::Connect(_) => exit::DATABASE_UNAVAILABLE,
                 PrepareError::Database { .. } => exit::DATABASE_ERROR,
@@ -201,18 +202,24 @@ fn start_role(
         .value
         .clone()
         .unwrap_or_else(roles::unique_name_template);
+    let host = Host::detect(env);
     // Built before waiting, so a bad PULP_* variable fails at once.
-    let mut line = roles::server_command(role, env, &Host::detect(env), &template, &extra)?;
+    let mut line = roles::server_command(role, env, &host, &template, &extra)?;
     if role == Role::Worker {
         line.env.extend(task_grace_interval(&settings, options));
     }
+    let (installed, naming) = roles::installed_notes(role, &host);
+    if let Some(warning) = naming {
+        warn!("{warning}");
+    }
+    let what = format!("{} ({installed})", role.name());
     let stop = stop_policy(role, options);
     block_on(async {
         let mut init = Init::new(options.signal_target.value)?;
         wait_for_database(&mut init, &settings, options).await?;
         let steps = prepare::Steps::for_role(role, options);
         start_phase(&mut init, &settings, env, steps, role.name(), options).await?;
-        supervise_or_exec(&mut init, role.name(), &line, &stop, options).await
+        supervise_or_exec(&mut init, &what, &line, &stop, options).await
     })
 }
 
@@ -379,6 +386,14 @@ fn print_config(options: &Options, env: &Environment) -> Result<(), Error> {
             .map(|(_, _, help)| *help)
             .unwrap_or("");
         out.push_str(&format!("{key} = {value}  # {source}; {help}\n"));
+    }
+    let host = Host::detect(env);
+    out.push_str(&format!(
+        "\n# installed: {}\n",
+        roles::installed_notes(Role::Api, &host).0
+    ));
+    if let Some(pulpcore) = &host.pulpcore {
+        out.push_str(&format!("# site-packages: {}\n", pulpcore.root.display()));
     }
     let settings = settings::load(env)?;
     let files: Vec<String> = settings

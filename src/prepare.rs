@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::environment::Environment;
-use crate::installed::python_env;
+use crate::installed::{self, python_env};
 use crate::migrate::coordinator::{self, Connect, Manager, Plan, PrepareError, Session};
-use crate::migrate::{setup, signing};
+use crate::migrate::{setup, signing, static_root};
 use crate::options::Options;
 use crate::pid1::{Init, StopPolicy, StopStep};
 use crate::postgres;
@@ -23,6 +23,8 @@ use crate::sourced::Secret;
 pub struct Steps {
     /// Directories and the encryption key.
     pub local_setup: bool,
+    /// Which directories local setup prepares besides those every role writes.
+    pub directories: setup::Directories,
     /// Apply migrations (false: wait until someone else did).
     pub migrate: bool,
     pub collectstatic: bool,
@@ -39,6 +41,10 @@ impl Steps {
     pub fn for_role(role: Role, options: &Options) -> Steps {
         Steps {
             local_setup: true,
+            // Only collectstatic writes STATIC_ROOT.
+            directories: setup::Directories {
+                static_root: role == Role::Api,
+            },
             migrate: options.migrate.value,
             collectstatic: role == Role::Api,
             admin_password: true,
@@ -53,6 +59,7 @@ impl Steps {
     pub fn migrate_only(options: &Options) -> Steps {
         Steps {
             local_setup: false,
+            directories: setup::Directories::default(),
             migrate: true,
             collectstatic: false,
             admin_password: false,
@@ -72,14 +79,49 @@ impl Steps {
     }
 
     /// `init`: local setup, the admin password and signing services, once
-    /// migrations are applied.
+    /// migrations are applied. It stands for any role, the api included, so
+    /// it also tries STATIC_ROOT (never an error: the api decides).
     pub fn init_only(options: &Options) -> Steps {
         Steps {
             local_setup: true,
+            directories: setup::Directories { static_root: true },
             admin_password: true,
             signing_services: true,
             ..Steps::wait_only(options)
         }
+    }
+}
+
+/// STATIC_ROOT cannot be written, so no collectstatic: say once what that
+/// means. The api starts either way, as only the browsable API's styles and
+/// scripts depend on those files.
+fn without_collectstatic(
+    error: &setup::SetupError,
+    collectstatic: bool,
+    settings: &PulpSettings,
+    package_roots: &[PathBuf],
+) {
+    let dir = settings.static_root.value.display();
+    let reason = error.reason();
+    if !collectstatic {
+        info!(
+            "STATIC_ROOT {dir} cannot be written ({reason}): left to the api, whose collectstatic is the only writer"
+        );
+        return;
+    }
+    match static_root::contents(&settings.static_root.value, package_roots) {
+        static_root::Contents::Files { files } => info!(
+            "STATIC_ROOT {dir} cannot be written ({reason}) but holds this code's {files} static files: collectstatic skipped"
+        ),
+        static_root::Contents::Marker => info!(
+            "STATIC_ROOT {dir} cannot be written ({reason}) but was collected for this code: collectstatic skipped"
+        ),
+        static_root::Contents::Missing { example } => warn!(
+            "STATIC_ROOT {dir} cannot be written ({reason}) and lacks this code's static files{}: starting without them, so the browsable API has no styles or scripts; make {dir} writable by this UID (group 0, mode 2775) or run `pulpcore-manager collectstatic` into it when building the image",
+            example
+                .map(|file| format!(" ({file} is missing or differs)"))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -150,9 +192,10 @@ pub async fn run(
     who: String,
     stop_grace: Duration,
 ) -> Result<(), PrepareError> {
+    let mut static_root_unwritable = None;
     if steps.local_setup {
         let started = Instant::now();
-        let report = setup::prepare_local(settings)?;
+        let report = setup::prepare_local(settings, steps.directories)?;
         for dir in &report.created_directories {
             info!("created {}", dir.display());
         }
@@ -167,8 +210,16 @@ pub async fn run(
             duration_ms = started.elapsed().as_millis() as u64,
             "directories and key ready"
         );
+        static_root_unwritable = report.static_root_unwritable;
     }
     let package_roots = python_env::package_roots(env.get("PATH").map(std::ffi::OsStr::new));
+    let collectstatic = match &static_root_unwritable {
+        None => steps.collectstatic,
+        Some(error) => {
+            without_collectstatic(error, steps.collectstatic, settings, &package_roots);
+            false
+        }
+    };
     let signing = if steps.signing_services {
         let (signing, skipped) = signing::wanted(
             env,
@@ -194,10 +245,20 @@ pub async fn run(
     };
     let plan = Plan {
         migrate: steps.migrate,
-        collectstatic: steps.collectstatic,
+        collectstatic,
         admin_password: steps.admin_password,
         lock_timeout: steps.lock_timeout,
         who: who.clone(),
+        apps: installed::migrations::installed_apps(
+            &package_roots,
+            &installed::migrations::AppSettings {
+                enabled_plugins: settings
+                    .enabled_plugins
+                    .as_ref()
+                    .map(|p| p.value.as_slice()),
+                overridden: settings.apps_overridden.as_deref(),
+            },
+        ),
         package_roots,
         static_root: settings.static_root.value.clone(),
         default_admin_password: env
@@ -205,6 +266,10 @@ pub async fn run(
             .filter(|p| !p.is_empty())
             .map(Secret::new),
         admin_password_file: steps.admin_password_file.clone(),
+        env_admin_password: env
+            .get("PULP_ADMIN_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
         signing,
     };
     let database = Database {
@@ -243,5 +308,26 @@ mod tests {
         assert!(Steps::init_only(&options).signing_services);
         assert!(!Steps::migrate_only(&options).signing_services);
         assert!(!Steps::wait_only(&options).signing_services);
+    }
+
+    #[test]
+    fn only_the_api_and_init_prepare_static_root() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let options = Options::resolve(
+            &FlagValues::new(),
+            Some(file.path()),
+            &Environment::default(),
+        )
+        .unwrap();
+        let static_root = |steps: Steps| (steps.local_setup, steps.directories.static_root);
+        assert_eq!(
+            static_root(Steps::for_role(Role::Api, &options)),
+            (true, true)
+        );
+        for role in [Role::Content, Role::Worker] {
+            assert_eq!(static_root(Steps::for_role(role, &options)), (true, false));
+        }
+        assert_eq!(static_root(Steps::init_only(&options)), (true, true));
+        assert!(!Steps::migrate_only(&options).local_setup);
     }
 }

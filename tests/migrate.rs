@@ -274,6 +274,40 @@ fn the_admin_password_is_set_once_and_never_through_argv() {
             .iter()
             .any(|call| call.contains("third-Pa55word"))
     );
+
+    // set_init_password.sh's order: PULP_DEFAULT_ADMIN_PASSWORD hides the file...
+    std::fs::write(&file, "fourth-Pa55word\n\n").unwrap();
+    site.entrypoint()
+        .env("PULP_DEFAULT_ADMIN_PASSWORD", "ignored-Pa55word")
+        .env("PULP_ENTRYPOINT_ADMIN_PASSWORD_FILE", &file)
+        .arg("init")
+        .run()
+        .assert_code(0);
+    assert!(admin_login_works(&site, "third-Pa55word"));
+    // ...without it the file applies, trailing newlines dropped as `$(cat)` does...
+    site.entrypoint()
+        .env("PULP_ENTRYPOINT_ADMIN_PASSWORD_FILE", &file)
+        .arg("init")
+        .run()
+        .assert_code(0);
+    assert!(admin_login_works(&site, "fourth-Pa55word"));
+    // ...and without the file PULP_ADMIN_PASSWORD, once per value.
+    std::fs::remove_file(&file).unwrap();
+    for _ in 0..2 {
+        site.entrypoint()
+            .env("PULP_ADMIN_PASSWORD", "fifth-Pa55word")
+            .env("PULP_ENTRYPOINT_ADMIN_PASSWORD_FILE", &file)
+            .arg("init")
+            .run()
+            .assert_code(0);
+    }
+    assert!(admin_login_works(&site, "fifth-Pa55word"));
+    assert_eq!(
+        count_calls(&site, "pulpcore-manager shell"),
+        4,
+        "{:#?}",
+        site.calls()
+    );
 }
 
 /// A throwaway GnuPG home with one signing key; its gpg-agent is stopped on drop.
@@ -453,5 +487,102 @@ fn signing_services_are_added_once_when_their_scripts_exist() {
     assert_eq!(
         services().trim(),
         format!("ansible-default|{}", gpg.fingerprint)
+    );
+}
+
+/// What pulp-operator's migration Job and the compose `migration_service`
+/// run: plain `pulpcore-manager migrate`, not the entrypoint. Waiters
+/// (`wait-migrations`, the legacy script's name) must notice it, and a role
+/// started afterwards must not migrate again.
+#[test]
+fn migrations_applied_by_someone_else_are_noticed() {
+    let pg = PgCluster::start();
+    let site = site(&pg, "external");
+    let legacy = site.root().join("wait_on_database_migrations.sh");
+    std::os::unix::fs::symlink(support::command::entrypoint_path(), &legacy).unwrap();
+    // A lock timeout far beyond the bound below: a waiter that does not
+    // notice would fail the bound, not time out.
+    let waiter = site
+        .entrypoint()
+        .args(["--lock-timeout", "10m", "wait-migrations"])
+        .spawn();
+    let legacy_waiter = site
+        .entrypoint()
+        .env("PULP_ENTRYPOINT_LOCK_TIMEOUT", "10m")
+        .via(&legacy)
+        .spawn();
+    let migrated = site.manager(&["migrate", "--noinput"]);
+    assert!(
+        migrated.status.success(),
+        "plain migrate failed: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let finished = waiter.wait_at_most(Duration::from_secs(20));
+    finished.assert_code(0);
+    assert!(
+        finished.stderr.contains("migrations applied"),
+        "{}",
+        finished.stderr
+    );
+    legacy_waiter
+        .wait_at_most(Duration::from_secs(20))
+        .assert_code(0);
+    assert_eq!(
+        count_calls(&site, "pulpcore-manager"),
+        0,
+        "the waiters need no Python: {:#?}",
+        site.calls()
+    );
+
+    // A role started now proves the migrations from the rows and records it.
+    let before = site.calls().len();
+    let worker = site.entrypoint().arg("pulp-worker").spawn();
+    wait_until("the worker to start", WAIT_LIMIT, || {
+        site.calls().len() > before
+    });
+    let calls = site.calls()[before..].to_vec();
+    assert!(
+        calls[0].contains("pulpcore-worker"),
+        "a Pulp command ran before the worker: {calls:#?}"
+    );
+    stop_all(vec![worker]);
+    assert_eq!(
+        pg.psql_in(
+            "external",
+            "SELECT count(*) FROM pulp_entrypoint_state WHERE key = 'migrations'"
+        )
+        .trim(),
+        "1"
+    );
+}
+
+/// When only Django can tell (the settings change MIGRATION_MODULES), it
+/// is asked without its system checks: a missing upload directory is a
+/// check failure, not a pending migration.
+#[test]
+fn a_failing_system_check_is_not_a_pending_migration() {
+    let pg = PgCluster::start();
+    let site = site(&pg, "checks");
+    site.entrypoint().arg("migrate").run().assert_code(0);
+    pg.psql_in("checks", "DELETE FROM pulp_entrypoint_state");
+    std::fs::remove_dir_all(site.root().join("tmp")).unwrap();
+    let broken = site.manager(&["migrate", "--check"]);
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("files.E001"),
+        "the test needs Django's check to fail: {}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    let finished = site
+        .entrypoint()
+        .env("PULP_MIGRATION_MODULES", "{}")
+        .args(["--lock-timeout", "10m", "wait-migrations"])
+        .spawn()
+        .wait_at_most(Duration::from_secs(60));
+    finished.assert_code(0);
+    assert_eq!(
+        count_calls(&site, "pulpcore-manager migrate --check --skip-checks"),
+        1,
+        "{:#?}",
+        site.calls()
     );
 }

@@ -65,6 +65,9 @@ pub fn compute_both(
     for root in roots {
         walk(root, root, 0, &mut found);
     }
+    for (root, dir) in &found.static_dirs {
+        add_files(root, dir, true, &mut found.statics);
+    }
     let has_pulpcore = found
         .migrations
         .iter()
@@ -86,7 +89,70 @@ pub fn compute_both(
 struct Found {
     with_static: bool,
     migrations: Vec<(String, PathBuf)>,
+    /// Each app's `static` directory, with the package root it is below.
+    static_dirs: Vec<(PathBuf, PathBuf)>,
     statics: Vec<(String, PathBuf)>,
+}
+
+/// One app's `static` directory as collectstatic sees it: every file's path
+/// relative to the directory (its path below STATIC_ROOT) and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticDir {
+    pub dir: PathBuf,
+    pub files: Vec<(String, u64)>,
+}
+
+/// The app `static` directories the fingerprint walk finds, listed with
+/// sizes; nothing is read. Of two copies of one app (same path below their
+/// roots) the one in the earlier root, which Python imports, is kept. Apps
+/// Django does not load are included (the walk cannot tell).
+pub fn static_dirs(roots: &[PathBuf]) -> Vec<StaticDir> {
+    let mut found = Found {
+        with_static: true,
+        ..Found::default()
+    };
+    for root in roots {
+        walk(root, root, 0, &mut found);
+    }
+    let mut seen = std::collections::HashSet::new();
+    found
+        .static_dirs
+        .into_iter()
+        .filter(|(root, dir)| seen.insert(dir.strip_prefix(root).unwrap_or(dir).to_path_buf()))
+        .map(|(_, dir)| {
+            let mut files = Vec::new();
+            list_collected(&dir, "", &mut files);
+            files.sort();
+            StaticDir { dir, files }
+        })
+        .collect()
+}
+
+/// collectstatic's default ignore patterns: `CVS`, `.*`, `*~`.
+fn ignored_by_collectstatic(name: &str) -> bool {
+    name == "CVS" || name.starts_with('.') || name.ends_with('~')
+}
+
+/// Files below `dir` with their sizes, following symbolic links as Django does.
+fn list_collected(dir: &Path, prefix: &str, files: &mut Vec<(String, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ignored_by_collectstatic(&name) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        let relative = format!("{prefix}{name}");
+        if meta.is_dir() {
+            list_collected(&entry.path(), &format!("{relative}/"), files);
+        } else {
+            files.push((relative, meta.len()));
+        }
+    }
 }
 
 fn hash(mut files: Vec<(String, PathBuf)>) -> Option<Fingerprint> {
@@ -128,7 +194,7 @@ fn walk(root: &Path, dir: &Path, depth: usize, found: &mut Found) {
         let path = entry.path();
         match name.as_ref() {
             "migrations" => add_files(root, &path, false, &mut found.migrations),
-            "static" if found.with_static => add_files(root, &path, true, &mut found.statics),
+            "static" if found.with_static => found.static_dirs.push((root.to_path_buf(), path)),
             "static" => {}
             _ if depth + 1 < MAX_DEPTH => walk(root, &path, depth + 1, found),
             _ => {}
@@ -250,6 +316,52 @@ mod tests {
         let with_overlay = compute(&roots, Kind::Migrations).unwrap();
         assert_eq!(with_overlay.files, 4);
         assert_ne!(with_overlay, migrations(base.path()));
+    }
+
+    #[test]
+    fn static_dirs_list_what_collectstatic_copies() {
+        let dir = site();
+        write(
+            dir.path(),
+            "pulpcore/app/static/pulp/css/site.css",
+            "body{}",
+        );
+        write(dir.path(), "pulpcore/app/static/pulp/.hidden", "x");
+        write(dir.path(), "pulpcore/app/static/pulp/backup~", "x");
+        write(dir.path(), "pulpcore/app/static/CVS/Entries", "x");
+        write(
+            dir.path(),
+            "rest_framework/static/rest_framework/js/a.js",
+            "abc",
+        );
+        let dirs = static_dirs(&[dir.path().to_path_buf()]);
+        let mut listed: Vec<(String, u64)> = dirs.iter().flat_map(|d| d.files.clone()).collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                ("pulp/css/site.css".to_string(), 6),
+                ("pulp/logo.svg".to_string(), 6),
+                ("rest_framework/js/a.js".to_string(), 3),
+            ]
+        );
+        assert_eq!(dirs.len(), 2);
+    }
+
+    #[test]
+    fn the_static_dir_python_imports_first_wins() {
+        let overlay = tempfile::tempdir().unwrap();
+        let base = site();
+        write(
+            overlay.path(),
+            "pulpcore/app/static/pulp/logo.svg",
+            "<svg></svg>",
+        );
+        let roots = [overlay.path().to_path_buf(), base.path().to_path_buf()];
+        let dirs = static_dirs(&roots);
+        assert_eq!(dirs.len(), 1);
+        assert!(dirs[0].dir.starts_with(overlay.path()));
+        assert_eq!(dirs[0].files, [("pulp/logo.svg".to_string(), 11)]);
     }
 
     #[test]

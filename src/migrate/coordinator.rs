@@ -18,9 +18,19 @@
 //! 3. Holding the lock, look again (the previous holder may have done it),
 //!    run what is still needed, record it, NOTIFY, release.
 //!
-//! When the code cannot be fingerprinted the doubt goes to Django: the
-//! replica runs `migrate` (a no-op when all is applied) under the lock, or
-//! with `--no-migrate` asks `migrate --check`. It never assumes "done".
+//! Migrations applied by someone else (a Job running plain `pulpcore-manager
+//! migrate`) count as well: when the record does not match, the migration
+//! files of the installed apps (`installed::migrations`) are compared with
+//! the rows of `django_migrations`; when every one is there, that is
+//! recorded and nothing runs. A replica waiting with `--no-migrate` polls
+//! the row count (a cheap query, every 250 ms) and compares again when it
+//! changed, so it goes on within a poll of the last migration's commit.
+//!
+//! When the installed migrations cannot be read exactly the doubt goes to
+//! Django: the replica runs `migrate` (a no-op when all is applied) under
+//! the lock, or with `--no-migrate` asks `migrate --check --skip-checks`
+//! (without the system checks, whose failures would read as "pending")
+//! each time the row count has changed and settled. It never assumes "done".
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -34,12 +44,15 @@ use tracing::{info, warn};
 use super::signing::{self, Signing};
 use super::state::{self, Record};
 use crate::installed::fingerprint::{self, Fingerprint};
+use crate::installed::migrations::{self as installed_migrations, App, Unknown};
 use crate::sourced::Secret;
 
 /// Written into STATIC_ROOT after collectstatic, holding the static-files fingerprint.
 pub const STATIC_MARKER: &str = ".pulp-entrypoint-collectstatic";
 
-const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a `--no-migrate` waiter counts `django_migrations` rows: a
+/// migration applied by anyone is noticed within this.
+const ROWS_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How soon a waiter notices that a dead holder's lock is free.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -88,9 +101,14 @@ pub struct Plan {
     /// Who this is, recorded in the state table ("pulp-api on host").
     pub who: String,
     pub package_roots: Vec<PathBuf>,
+    /// The installed apps and their migrations, or why they are not known.
+    pub apps: Result<Vec<App>, Unknown>,
     pub static_root: PathBuf,
     pub default_admin_password: Option<Secret>,
     pub admin_password_file: PathBuf,
+    /// PULP_ADMIN_PASSWORD, which set_init_password.sh applies when neither
+    /// PULP_DEFAULT_ADMIN_PASSWORD nor the file is there.
+    pub env_admin_password: Option<Secret>,
     /// Signing services to have; `None` without a key fingerprint.
     pub signing: Option<Signing>,
 }
@@ -162,6 +180,8 @@ enum AdminPassword {
     Default,
     /// From the password file, whose content hash is recorded after.
     File { hash: String },
+    /// From PULP_ADMIN_PASSWORD, whose hash is recorded after.
+    Env { hash: String },
 }
 
 /// Run the whole coordination; each phase logs what it did and how long it took.
@@ -190,6 +210,11 @@ pub async fn prepare(
         statics: statics.as_ref(),
     };
     // Without a fingerprint `needs.migrate` is always true: doubt never becomes "done".
+    if let Err(why) = &plan.apps {
+        info!(
+            "the installed migrations cannot be compared with the database ({why}): Django decides"
+        );
+    }
     let mut needs = check.needs(&watch.client).await?;
     info!(
         phase = "check",
@@ -218,11 +243,7 @@ pub async fn prepare(
 
     // --no-migrate: wait (without the lock) until someone else migrated.
     if needs.migrate && !plan.migrate {
-        if migrations.is_none() || !ask_django_check(manager).await? {
-            wait_for_migrations(&check, &mut watch, manager, plan).await?;
-        } else if let Some(print) = &migrations {
-            record_migrations(&watch.client, print, plan).await?;
-        }
+        wait_for_migrations(&check, &mut watch, manager, plan).await?;
         needs = check.needs(&watch.client).await?;
         if !needs.any() {
             return Ok(());
@@ -291,21 +312,62 @@ impl Checker<'_> {
         ))
     }
 
+    /// Whether migrations are to be applied (or waited for); migrations
+    /// found applied by someone else are recorded, so that the next start
+    /// takes the short way.
     async fn migrations_needed(&self, client: &Client) -> Result<bool, PrepareError> {
-        let Some(print) = self.migrations else {
-            return Ok(true);
+        match self.migrations(client).await? {
+            MigrationState::Recorded => Ok(false),
+            MigrationState::Applied => {
+                if let Some(print) = self.migrations {
+                    info!("every migration of the installed apps is applied: recording it");
+                    // Only a shortcut for later starts: a replica racing to
+                    // create the table may lose, and that changes nothing.
+                    if let Err(error) = record_migrations(client, print, self.plan).await {
+                        info!(
+                            "could not record the applied migrations ({error}); checking again next time"
+                        );
+                    }
+                }
+                Ok(false)
+            }
+            MigrationState::Pending { .. } | MigrationState::Unknown => Ok(true),
+        }
+    }
+
+    async fn migrations(&self, client: &Client) -> Result<MigrationState, PrepareError> {
+        if let Some(print) = self.migrations {
+            let record = state::read(client, state::MIGRATIONS_KEY)
+                .await
+                .map_err(db("reading the migration state"))?;
+            let applied = state::applied_migrations(client)
+                .await
+                .map_err(db("counting applied migrations"))?;
+            if matches!(
+                record,
+                Some(Record { ref value, applied_count, .. })
+                    if *value == print.hex && applied_count == applied
+            ) {
+                return Ok(MigrationState::Recorded);
+            }
+        }
+        let Ok(apps) = &self.plan.apps else {
+            return Ok(MigrationState::Unknown);
         };
-        let record = state::read(client, state::MIGRATIONS_KEY)
+        let rows = state::applied_migration_rows(client)
             .await
-            .map_err(db("reading the migration state"))?;
-        let applied = state::applied_migrations(client)
-            .await
-            .map_err(db("counting applied migrations"))?;
-        Ok(!matches!(
-            record,
-            Some(Record { ref value, applied_count, .. })
-                if *value == print.hex && applied_count == applied
-        ))
+            .map_err(db("reading applied migrations"))?
+            .unwrap_or_default();
+        let missing = installed_migrations::unapplied(apps, &rows);
+        if missing.is_empty() {
+            Ok(MigrationState::Applied)
+        } else {
+            let total: usize = apps.iter().map(|app| app.migrations.len()).sum();
+            Ok(MigrationState::Pending {
+                missing,
+                applied: rows.len().min(total),
+            })
+        }
     }
 
     async fn admin_password_needed(
@@ -315,23 +377,38 @@ impl Checker<'_> {
         if !self.plan.admin_password {
             return Ok(None);
         }
-        if let Some(hash) = password_file_hash(&self.plan.admin_password_file)? {
-            let record = state::read(client, state::ADMIN_PASSWORD_FILE_KEY)
+        // set_init_password.sh's order: PULP_DEFAULT_ADMIN_PASSWORD (only
+        // while there is no admin) hides the others; then the file; then
+        // PULP_ADMIN_PASSWORD. The last two are applied when they change,
+        // not at every start, so a password changed through the API stays.
+        if self.plan.default_admin_password.is_some() {
+            let exists = state::admin_exists(client)
                 .await
-                .map_err(db("reading the admin password state"))?;
-            if record.is_none_or(|record| record.value != hash) {
-                return Ok(Some(AdminPassword::File { hash }));
-            }
-            return Ok(None);
+                .map_err(db("looking for the admin user"))?;
+            return Ok((!exists).then_some(AdminPassword::Default));
         }
-        if self.plan.default_admin_password.is_some()
-            && !state::admin_exists(client)
-                .await
-                .map_err(db("looking for the admin user"))?
-        {
-            return Ok(Some(AdminPassword::Default));
+        if let Some(hash) = password_file_hash(&self.plan.admin_password_file)? {
+            return Ok(self
+                .changed(client, state::ADMIN_PASSWORD_FILE_KEY, &hash)
+                .await?
+                .then_some(AdminPassword::File { hash }));
+        }
+        if let Some(password) = &self.plan.env_admin_password {
+            let hash = hex(&Sha256::digest(password.expose().as_bytes()));
+            return Ok(self
+                .changed(client, state::ADMIN_PASSWORD_ENV_KEY, &hash)
+                .await?
+                .then_some(AdminPassword::Env { hash }));
         }
         Ok(None)
+    }
+
+    /// Whether the admin password source recorded under `key` changed.
+    async fn changed(&self, client: &Client, key: &str, hash: &str) -> Result<bool, PrepareError> {
+        let record = state::read(client, key)
+            .await
+            .map_err(db("reading the admin password state"))?;
+        Ok(record.is_none_or(|record| record.value != hash))
     }
 
     fn collectstatic_needed(&self) -> bool {
@@ -344,6 +421,22 @@ impl Checker<'_> {
             _ => true,
         }
     }
+}
+
+/// Where the migrations of the installed code stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MigrationState {
+    /// The entrypoint's record matches this code and the rows.
+    Recorded,
+    /// Every migration of the installed apps has its row, whoever applied it.
+    Applied,
+    /// Migrations without a row (`app.name`).
+    Pending {
+        missing: Vec<String>,
+        applied: usize,
+    },
+    /// The installed migrations could not be read: only Django can tell.
+    Unknown,
 }
 
 /// SHA-256 of the password file, or `None` when there is no such file.
@@ -362,10 +455,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `migrate --check`: exit 0 means nothing is left to apply.
+/// `migrate --check`: exit 0 means nothing is left to apply. Without the
+/// system checks, whose failures (a missing upload directory) exit 1 too.
 async fn ask_django_check(manager: &mut impl Manager) -> Result<bool, PrepareError> {
     let started = Instant::now();
-    let code = manager.run(&["migrate", "--check"], None).await?;
+    let code = manager
+        .run(&["migrate", "--check", "--skip-checks"], None)
+        .await?;
     info!(
         phase = "migrate-check",
         duration_ms = started.elapsed().as_millis() as u64,
@@ -398,7 +494,12 @@ async fn record_migrations(
     .map_err(db("recording the migration state"))
 }
 
-/// `--no-migrate`: wait until the state shows this code migrated.
+/// `--no-migrate`: wait until every migration is applied, by anyone.
+///
+/// The row count of `django_migrations` is polled; when it changed (or a
+/// replica notified), the installed migrations are compared with the rows.
+/// When they cannot be read, Django is asked once the count has settled
+/// (unchanged for one poll) at a value it was not asked about.
 async fn wait_for_migrations(
     check: &Checker<'_>,
     watch: &mut Session,
@@ -408,16 +509,24 @@ async fn wait_for_migrations(
     let started = Instant::now();
     let deadline = tokio::time::sleep(plan.lock_timeout);
     tokio::pin!(deadline);
-    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let mut poll = tokio::time::interval(ROWS_POLL_INTERVAL);
     let mut log = tokio::time::interval(LOG_INTERVAL);
+    log.tick().await;
+    // `None`: not counted yet; the first poll always compares.
+    let mut last_count: Option<Option<i64>> = None;
+    let mut asked_django_at: Option<Option<i64>> = None;
+    let mut progress = String::from("nothing applied yet");
     loop {
         tokio::select! {
             signal = manager.terminated() => return Err(PrepareError::Stopped(signal)),
-            notification = watch.notifications.recv() => notified(notification)?,
+            notification = watch.notifications.recv() => {
+                notified(notification)?;
+                last_count = None;
+            }
             _ = poll.tick() => {}
             _ = log.tick() => {
                 info!(
-                    "waiting for migrations to be applied by another process (--no-migrate), {}s so far",
+                    "waiting for migrations to be applied by another process (--no-migrate): {progress}, {}s so far",
                     started.elapsed().as_secs()
                 );
                 continue;
@@ -426,11 +535,36 @@ async fn wait_for_migrations(
                 return Err(PrepareError::LockTimeout {
                     what: "migrations (--no-migrate)",
                     waited: started.elapsed().as_secs(),
-                    holder: String::new(),
+                    holder: format!(" ({progress})"),
                 });
             }
         }
-        if !check.migrations_needed(&watch.client).await? {
+        let count = state::applied_migrations(&watch.client)
+            .await
+            .map_err(db("counting applied migrations"))?;
+        let changed = last_count != Some(count);
+        last_count = Some(count);
+        let done = match check.migrations(&watch.client).await? {
+            MigrationState::Recorded | MigrationState::Applied => true,
+            MigrationState::Pending { missing, applied } => {
+                progress = pending_summary(&missing, applied);
+                false
+            }
+            MigrationState::Unknown if !changed && asked_django_at != Some(count) => {
+                asked_django_at = Some(count);
+                let applied = ask_django_check(manager).await?;
+                if applied && let Some(print) = check.migrations {
+                    record_migrations(&watch.client, print, plan).await?;
+                }
+                progress = format!(
+                    "{} rows in django_migrations, Django says migrations are pending",
+                    count.unwrap_or(0)
+                );
+                applied
+            }
+            MigrationState::Unknown => false,
+        };
+        if done {
             info!(
                 phase = "wait-migrations",
                 duration_ms = started.elapsed().as_millis() as u64,
@@ -439,6 +573,20 @@ async fn wait_for_migrations(
             return Ok(());
         }
     }
+}
+
+/// "3 of 99 pending (core.0141_x, core.0142_y, file.0017_z)".
+fn pending_summary(missing: &[String], applied: usize) -> String {
+    const SHOWN: usize = 3;
+    let mut names = missing[..missing.len().min(SHOWN)].join(", ");
+    if missing.len() > SHOWN {
+        names.push_str(", ...");
+    }
+    format!(
+        "{} of {} pending ({names})",
+        missing.len(),
+        missing.len() + applied
+    )
 }
 
 /// Wait for the lock, or for another replica to finish the work (`None`).
@@ -553,8 +701,12 @@ async fn run_under_lock(
                     reason: error.to_string(),
                 }
             })?;
-            let trimmed = content.strip_suffix(b"\n").unwrap_or(&content);
-            set_admin_password(manager, trimmed).await?;
+            // As `$(cat file)` in set_init_password.sh: every trailing newline goes.
+            let end = content
+                .iter()
+                .rposition(|b| *b != b'\n')
+                .map_or(0, |i| i + 1);
+            set_admin_password(manager, &content[..end]).await?;
             state::write(
                 client,
                 state::ADMIN_PASSWORD_FILE_KEY,
@@ -564,6 +716,20 @@ async fn run_under_lock(
             )
             .await
             .map_err(db("recording the admin password state"))?;
+        }
+        Some(AdminPassword::Env { hash }) => {
+            if let Some(password) = &plan.env_admin_password {
+                set_admin_password(manager, password.expose().as_bytes()).await?;
+                state::write(
+                    client,
+                    state::ADMIN_PASSWORD_ENV_KEY,
+                    &hash,
+                    None,
+                    &plan.who,
+                )
+                .await
+                .map_err(db("recording the admin password state"))?;
+            }
         }
         None => {}
     }

@@ -4,3 +4,4 @@ pub mod coordinator;
 pub mod setup;
 pub mod signing;
 pub mod state;
+pub mod static_root;

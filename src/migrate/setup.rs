@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
-use crate::settings::PulpSettings;
+use crate::settings::{MediaRoot, PulpSettings};
+use crate::sourced::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -23,27 +24,69 @@ pub enum SetupError {
         "DB_ENCRYPTION_KEY {path} does not exist and cannot be created: {reason}; mount the key (a Secret) there, or make the directory writable"
     )]
     Key { path: PathBuf, reason: String },
+    #[error(
+        "MEDIA_ROOT is empty ({origin}) while artifacts are stored by {backend}, which would put them in each process's current directory (a worker's is deleted after every task): set MEDIA_ROOT to a directory, or STORAGES[\"default\"][\"BACKEND\"] to your object storage"
+    )]
+    EmptyMediaRoot { origin: Source, backend: String },
+}
+
+impl SetupError {
+    /// A mistake in the settings rather than in the file system.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, SetupError::EmptyMediaRoot { .. })
+    }
+
+    /// What went wrong, without the fix, for messages that give their own.
+    pub fn reason(&self) -> String {
+        match self {
+            SetupError::Directory { reason, .. } | SetupError::Key { reason, .. } => reason.clone(),
+            SetupError::NotWritable { uid, .. } => format!("not writable by uid {uid}"),
+            SetupError::EmptyMediaRoot { .. } => self.to_string(),
+        }
+    }
+}
+
+/// Which of Pulp's directories a start prepares. Every role writes
+/// WORKING_DIRECTORY (task directories, upload temporary files, the content
+/// app's current directory) and a local MEDIA_ROOT (api uploads, the content
+/// app's on-demand downloads, worker tasks); only collectstatic, in the api's
+/// start phase, writes STATIC_ROOT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Directories {
+    /// Create STATIC_ROOT when missing. Not being able to write it is no
+    /// error: the report says so, and the api decides about collectstatic.
+    pub static_root: bool,
 }
 
 /// What setup did, for the log.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct SetupReport {
     pub created_directories: Vec<PathBuf>,
     pub created_key: Option<PathBuf>,
+    /// Why STATIC_ROOT cannot be written, when it was wanted and cannot.
+    pub static_root_unwritable: Option<SetupError>,
 }
 
-/// Create MEDIA_ROOT, WORKING_DIRECTORY and STATIC_ROOT when missing (group
-/// 0 may write them, as the images do for arbitrary UIDs), check that they are
-/// writable, and create the encryption key when it does not exist.
-pub fn prepare_local(settings: &PulpSettings) -> Result<SetupReport, SetupError> {
+/// Create the directories every role writes when missing (group 0 may write
+/// them, as the images do for arbitrary UIDs) and check that they are
+/// writable; try the same for STATIC_ROOT when wanted; create the encryption
+/// key when it does not exist.
+pub fn prepare_local(
+    settings: &PulpSettings,
+    wanted: Directories,
+) -> Result<SetupReport, SetupError> {
     let mut report = SetupReport::default();
-    for dir in [
-        &settings.media_root.value,
-        &settings.working_directory.value,
-        &settings.static_root.value,
-    ] {
+    for dir in required_directories(settings)? {
         if ensure_directory(dir)? {
-            report.created_directories.push(dir.clone());
+            report.created_directories.push(dir.to_path_buf());
+        }
+    }
+    if wanted.static_root {
+        let dir = &settings.static_root.value;
+        match ensure_directory(dir) {
+            Ok(true) => report.created_directories.push(dir.clone()),
+            Ok(false) => {}
+            Err(error) => report.static_root_unwritable = Some(error),
         }
     }
     let key = &settings.db_encryption_key.value;
@@ -51,6 +94,27 @@ pub fn prepare_local(settings: &PulpSettings) -> Result<SetupReport, SetupError>
         report.created_key = Some(key.clone());
     }
     Ok(report)
+}
+
+/// MEDIA_ROOT when artifacts are files there, and WORKING_DIRECTORY.
+fn required_directories(settings: &PulpSettings) -> Result<Vec<&Path>, SetupError> {
+    let mut dirs = Vec::new();
+    match &settings.media_root.value {
+        MediaRoot::Local(path) => dirs.push(path.as_path()),
+        MediaRoot::NotUsed => {}
+        MediaRoot::Empty => {
+            return Err(SetupError::EmptyMediaRoot {
+                origin: settings.media_root.source.clone(),
+                backend: settings
+                    .default_storage
+                    .backend
+                    .as_ref()
+                    .map_or_else(|| "file-system storage".into(), |b| b.value.clone()),
+            });
+        }
+    }
+    dirs.push(&settings.working_directory.value);
+    Ok(dirs)
 }
 
 /// True when the directory was created.
@@ -130,6 +194,185 @@ fn create_key_if_missing(path: &Path) -> Result<bool, SetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::environment::Environment;
+
+    /// A site whose three directories are below a temporary directory,
+    /// with `extra` settings lines after them (later assignments win).
+    struct Site {
+        dir: tempfile::TempDir,
+    }
+
+    impl Site {
+        fn new() -> Site {
+            Site {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn path(&self, relative: &str) -> PathBuf {
+            self.dir.path().join(relative)
+        }
+
+        fn settings(&self, extra: &str) -> PulpSettings {
+            let file = self.path("settings.py");
+            std::fs::write(
+                &file,
+                format!(
+                    "MEDIA_ROOT = '{root}/media'\nWORKING_DIRECTORY = '{root}/tmp'\nSTATIC_ROOT = '{root}/static'\nDB_ENCRYPTION_KEY = '{root}/key'\n{extra}\n",
+                    root = self.dir.path().display()
+                ),
+            )
+            .unwrap();
+            crate::settings::load(&Environment::from_pairs([(
+                "PULP_SETTINGS",
+                file.display().to_string(),
+            )]))
+            .unwrap()
+        }
+
+        /// A regular file, so that nothing below it can be created, even by root.
+        fn file_in_the_way(&self) -> PathBuf {
+            let file = self.path("a-file");
+            std::fs::write(&file, "").unwrap();
+            file
+        }
+    }
+
+    const API: Directories = Directories { static_root: true };
+    const WORKER: Directories = Directories { static_root: false };
+
+    /// Run `check` while `dir` cannot be written. Root writes through any
+    /// mode, so as root `dir` becomes a read-only bind mount, in a mount
+    /// namespace of a thread of its own (gone with the thread); otherwise its
+    /// mode becomes 0555 for the duration.
+    fn while_read_only(dir: &Path, check: impl FnOnce() + Send) {
+        use nix::mount::{MsFlags, mount};
+        if !nix::unistd::geteuid().is_root() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            check();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o2775)).unwrap();
+            return;
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                        .expect("as root, this test needs a mount namespace (CAP_SYS_ADMIN)");
+                    // Private first, so that the bind mount stays in this namespace.
+                    let none: Option<&str> = None;
+                    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).unwrap();
+                    mount(Some(dir), dir, none, MsFlags::MS_BIND, none).unwrap();
+                    let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    mount(none, dir, none, read_only, none).unwrap();
+                    check();
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        });
+    }
+
+    #[test]
+    fn content_and_worker_never_touch_static_root() {
+        let site = Site::new();
+        let static_root = site.file_in_the_way().join("static");
+        let settings = site.settings(&format!("STATIC_ROOT = '{}'", static_root.display()));
+        let report = prepare_local(&settings, WORKER).unwrap();
+        assert_eq!(
+            report.created_directories,
+            [site.path("media"), site.path("tmp")]
+        );
+        assert!(report.static_root_unwritable.is_none());
+    }
+
+    #[test]
+    fn an_uncreatable_static_root_is_reported_not_fatal() {
+        let site = Site::new();
+        let static_root = site.file_in_the_way().join("static");
+        let settings = site.settings(&format!("STATIC_ROOT = '{}'", static_root.display()));
+        let report = prepare_local(&settings, API).unwrap();
+        let error = report.static_root_unwritable.expect("reported");
+        assert!(matches!(error, SetupError::Directory { .. }), "{error}");
+        assert!(site.path("media").is_dir() && site.path("tmp").is_dir());
+    }
+
+    #[test]
+    fn a_read_only_static_root_is_reported_not_fatal() {
+        let site = Site::new();
+        let settings = site.settings("");
+        std::fs::create_dir(site.path("static")).unwrap();
+        while_read_only(&site.path("static"), || {
+            let report = prepare_local(&settings, API).unwrap();
+            let error = report.static_root_unwritable.expect("reported");
+            assert!(matches!(error, SetupError::NotWritable { .. }), "{error}");
+            assert!(error.reason().contains("not writable by uid"), "{error}");
+        });
+    }
+
+    #[test]
+    fn a_writable_static_root_is_created_for_the_api() {
+        let site = Site::new();
+        let report = prepare_local(&site.settings(""), API).unwrap();
+        assert!(report.created_directories.contains(&site.path("static")));
+        assert!(report.static_root_unwritable.is_none());
+    }
+
+    #[test]
+    fn a_read_only_working_directory_stops_every_role() {
+        let site = Site::new();
+        let settings = site.settings("");
+        std::fs::create_dir(site.path("tmp")).unwrap();
+        while_read_only(&site.path("tmp"), || {
+            for wanted in [API, WORKER] {
+                let error = prepare_local(&settings, wanted).unwrap_err();
+                assert!(matches!(error, SetupError::NotWritable { .. }), "{error}");
+                assert!(error.to_string().contains("/tmp"), "{error}");
+            }
+        });
+    }
+
+    #[test]
+    fn object_storage_needs_no_media_root() {
+        let site = Site::new();
+        let media = site.file_in_the_way().join("media");
+        for storage in [
+            "MEDIA_ROOT = ''\nSTORAGES = {'default': {'BACKEND': 'storages.backends.s3boto3.S3Boto3Storage'}}".to_string(),
+            "MEDIA_ROOT = ''\nDEFAULT_FILE_STORAGE = 'storages.backends.s3boto3.S3Boto3Storage'".to_string(),
+            // Not even a MEDIA_ROOT that is set: django-storages writes nothing locally.
+            format!("MEDIA_ROOT = '{}'\nSTORAGES = {{'default': {{'BACKEND': 'storages.backends.azure_storage.AzureStorage'}}}}", media.display()),
+        ] {
+            let settings = site.settings(&storage);
+            assert_eq!(settings.media_root.value, MediaRoot::NotUsed, "{storage}");
+            let report = prepare_local(&settings, WORKER).unwrap();
+            assert!(
+                !report.created_directories.iter().any(|dir| dir.ends_with("media")),
+                "{storage}: {:?}",
+                report.created_directories
+            );
+        }
+    }
+
+    #[test]
+    fn empty_media_root_with_file_system_storage_is_a_configuration_error() {
+        let site = Site::new();
+        let settings = site.settings("MEDIA_ROOT = ''");
+        let error = prepare_local(&settings, WORKER).unwrap_err();
+        assert!(error.is_configuration(), "{error}");
+        let message = error.to_string();
+        assert!(message.starts_with("MEDIA_ROOT is empty ("), "{message}");
+        assert!(message.contains("settings.py:5"), "{message}");
+        assert!(
+            message.contains(crate::settings::FILE_SYSTEM_STORAGE),
+            "{message}"
+        );
+        assert!(
+            message.contains("set MEDIA_ROOT to a directory"),
+            "{message}"
+        );
+        assert!(
+            !site.path("tmp").exists(),
+            "refused before creating anything"
+        );
+    }
 
     #[test]
     fn key_is_created_once_and_never_replaced() {

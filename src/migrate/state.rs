@@ -20,6 +20,7 @@ pub const CHANNEL: &str = "pulp_entrypoint_state";
 
 pub const MIGRATIONS_KEY: &str = "migrations";
 pub const ADMIN_PASSWORD_FILE_KEY: &str = "admin-password-file";
+pub const ADMIN_PASSWORD_ENV_KEY: &str = "admin-password-env";
 
 /// A recorded step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,26 @@ pub async fn applied_migrations(client: &Client) -> Result<Option<i64>, tokio_po
             .query_one("SELECT count(*) FROM django_migrations", &[])
             .await?
             .get(0),
+    ))
+}
+
+/// The `(app, name)` rows of `django_migrations`, or `None` before Django
+/// created the table.
+pub async fn applied_migration_rows(
+    client: &Client,
+) -> Result<Option<std::collections::HashSet<(String, String)>>, tokio_postgres::Error> {
+    let exists = client
+        .query_one("SELECT to_regclass('django_migrations') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client
+        .query("SELECT app, name FROM django_migrations", &[])
+        .await?;
+    Ok(Some(
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
     ))
 }
 

@@ -8,7 +8,10 @@ use tracing::warn;
 
 use super::layers::Layered;
 use super::literal::Value;
-use super::{DatabaseSettings, PulpSettings, RedisSettings, ReportLine, SettingsError, SslMode};
+use super::{
+    DatabaseSettings, DefaultStorage, FILE_SYSTEM_STORAGE, MediaRoot, PulpSettings, RedisSettings,
+    ReportLine, SettingsError, SslMode,
+};
 use crate::sourced::{Secret, Source, Sourced};
 
 /// The top-level settings the entrypoint reads: a statement it cannot
@@ -32,9 +35,29 @@ const READ: &[&str] = &[
     "ENABLED_PLUGINS",
 ];
 
+/// Settings that name the storage backend. Object storage settings often
+/// compute credentials, so a statement the entrypoint cannot evaluate here
+/// is only a warning: the backend is then unknown.
+const STORAGE_KEYS: &[&str] = &["STORAGES", "DEFAULT_FILE_STORAGE"];
+
+/// Backends that keep artifacts as files below MEDIA_ROOT.
+const FILE_SYSTEM_BACKENDS: &[&str] = &[
+    FILE_SYSTEM_STORAGE,
+    "django.core.files.storage.FileSystemStorage",
+    "django.core.files.storage.filesystem.FileSystemStorage",
+];
+
+/// django-storages' backends: object storage, nothing written locally.
+const REMOTE_BACKEND_PREFIX: &str = "storages.backends.";
+
 pub fn settings(layered: &Layered) -> Result<PulpSettings, SettingsError> {
     for (target, text) in &layered.unevaluated {
         match target {
+            Some(name) if STORAGE_KEYS.contains(&name.as_str()) => {
+                warn!(
+                    "{text}; the entrypoint cannot tell the storage backend, so it prepares MEDIA_ROOT only when MEDIA_ROOT is not empty"
+                );
+            }
             Some(name) if !READ.contains(&name.as_str()) => {
                 warn!("{text}; ignored, the entrypoint does not read {name}");
             }
@@ -49,9 +72,11 @@ pub fn settings(layered: &Layered) -> Result<PulpSettings, SettingsError> {
         }
     }
     let read = Reader { layered };
+    let default_storage = read.default_storage()?;
     Ok(PulpSettings {
         database: read.database()?,
-        media_root: read.path("MEDIA_ROOT", "/var/lib/pulp/media")?,
+        media_root: read.media_root(&default_storage)?,
+        default_storage,
         static_root: read.path("STATIC_ROOT", "/var/lib/pulp/assets/")?,
         working_directory: read.path("WORKING_DIRECTORY", "/var/lib/pulp/tmp")?,
         db_encryption_key: read.path(
@@ -73,8 +98,23 @@ pub fn settings(layered: &Layered) -> Result<PulpSettings, SettingsError> {
         redis: read.redis()?,
         task_grace_interval: read.integer(&["TASK_GRACE_INTERVAL"])?,
         enabled_plugins: read.string_list(&["ENABLED_PLUGINS"])?,
+        apps_overridden: apps_overridden(layered),
         files: layered.files.clone(),
     })
+}
+
+/// Settings that change which apps and migrations Django sees, evaluated or not.
+fn apps_overridden(layered: &Layered) -> Option<String> {
+    ["INSTALLED_APPS", "MIGRATION_MODULES"]
+        .into_iter()
+        .find(|name| {
+            layered.get(&[name]).is_some()
+                || layered
+                    .unevaluated
+                    .iter()
+                    .any(|(target, _)| target.as_deref() == Some(*name))
+        })
+        .map(str::to_string)
 }
 
 struct Reader<'a> {
@@ -139,6 +179,49 @@ impl Reader<'_> {
             Some(text) if !text.value.is_empty() => Sourced::new(text.value.into(), text.source),
             _ => Sourced::default(default.into()),
         })
+    }
+
+    /// `STORAGES.default.BACKEND`, else the older `DEFAULT_FILE_STORAGE`,
+    /// else pulpcore's FileSystem. A backend set by a statement that could not
+    /// be evaluated is unknown.
+    fn default_storage(&self) -> Result<DefaultStorage, SettingsError> {
+        let candidates: [(&'static str, &[&str]); 2] = [
+            (
+                "STORAGES.default.BACKEND",
+                &["STORAGES", "default", "BACKEND"],
+            ),
+            ("DEFAULT_FILE_STORAGE", &["DEFAULT_FILE_STORAGE"]),
+        ];
+        for (key, path) in candidates {
+            if let Some(backend) = self.string(path)?.filter(|b| !b.value.is_empty()) {
+                return Ok(DefaultStorage {
+                    key,
+                    backend: Some(backend),
+                });
+            }
+            if self.unevaluated(path[0]) {
+                return Ok(DefaultStorage { key, backend: None });
+            }
+        }
+        Ok(DefaultStorage {
+            key: candidates[0].0,
+            backend: Some(Sourced::default(FILE_SYSTEM_STORAGE.into())),
+        })
+    }
+
+    fn unevaluated(&self, name: &str) -> bool {
+        self.layered
+            .unevaluated
+            .iter()
+            .any(|(target, _)| target.as_deref() == Some(name))
+    }
+
+    /// MEDIA_ROOT, pulpcore's default when unset; see [`media_root_for`].
+    fn media_root(&self, storage: &DefaultStorage) -> Result<Sourced<MediaRoot>, SettingsError> {
+        let set = self.string(&["MEDIA_ROOT"])?;
+        let source = set.as_ref().map_or(Source::Default, |s| s.source.clone());
+        let text = set.map_or_else(|| "/var/lib/pulp/media".to_string(), |s| s.value);
+        Ok(Sourced::new(media_root_for(storage, &text), source))
     }
 
     fn boolean(&self, path: &[&str]) -> Result<Option<Sourced<bool>>, SettingsError> {
@@ -261,7 +344,36 @@ impl Reader<'_> {
     }
 }
 
+/// Object storage writes nothing below MEDIA_ROOT, whatever it says; an
+/// empty MEDIA_ROOT means none, except with file-system storage, where it
+/// is a mistake that `setup` refuses.
+fn media_root_for(storage: &DefaultStorage, text: &str) -> MediaRoot {
+    let backend = storage.backend.as_ref().map(|b| b.value.as_str());
+    match backend {
+        Some(b) if b.starts_with(REMOTE_BACKEND_PREFIX) => MediaRoot::NotUsed,
+        Some(b) if text.is_empty() && FILE_SYSTEM_BACKENDS.contains(&b) => MediaRoot::Empty,
+        _ if text.is_empty() => MediaRoot::NotUsed,
+        _ => MediaRoot::Local(text.into()),
+    }
+}
+
 impl PulpSettings {
+    /// MEDIA_ROOT for `config`: the directory, or why there is none.
+    fn media_root_text(&self) -> String {
+        let backend = self.default_storage.backend.as_ref().map(|b| &b.value);
+        match (&self.media_root.value, backend) {
+            (MediaRoot::Local(path), _) => path.display().to_string(),
+            (MediaRoot::NotUsed, Some(backend)) => format!("(not used: artifacts go to {backend})"),
+            (MediaRoot::NotUsed, None) => {
+                "(not used: empty, and the storage backend is computed by the settings)".into()
+            }
+            (MediaRoot::Empty, backend) => format!(
+                "\"\" (invalid with {}: set a directory)",
+                backend.map_or("file-system storage", String::as_str)
+            ),
+        }
+    }
+
     /// Every value the entrypoint uses, with its source; secrets redacted.
     pub fn report(&self) -> Vec<ReportLine> {
         let mut lines = Vec::new();
@@ -323,8 +435,19 @@ impl PulpSettings {
                 &timeout.source,
             );
         }
+        line(
+            "MEDIA_ROOT",
+            self.media_root_text(),
+            &self.media_root.source,
+        );
+        if let Some(backend) = &self.default_storage.backend {
+            line(
+                self.default_storage.key,
+                backend.value.clone(),
+                &backend.source,
+            );
+        }
         for (key, path) in [
-            ("MEDIA_ROOT", &self.media_root),
             ("STATIC_ROOT", &self.static_root),
             ("WORKING_DIRECTORY", &self.working_directory),
             ("DB_ENCRYPTION_KEY", &self.db_encryption_key),
@@ -435,7 +558,10 @@ REDIS_HOST = "redis"
             s.static_root.value,
             PathBuf::from("/var/lib/operator/static/")
         );
-        assert_eq!(s.media_root.value, PathBuf::from("/var/lib/pulp/media"));
+        assert_eq!(
+            s.media_root.value,
+            MediaRoot::Local("/var/lib/pulp/media".into())
+        );
         assert_eq!(s.media_root.source, Source::Default);
         assert!(s.cache_enabled.value);
         assert_eq!(s.redis.as_ref().unwrap().port.value, 6379);
@@ -464,7 +590,7 @@ REDIS_HOST = "redis"
             s.database.name.value, "pulp",
             "the rest of the file's dict stays"
         );
-        assert_eq!(s.media_root.value, PathBuf::from("/data/media"));
+        assert_eq!(s.media_root.value, MediaRoot::Local("/data/media".into()));
     }
 
     #[test]
@@ -579,8 +705,123 @@ REDIS_HOST = "redis"
         let list = format!("{},{}", a.path().display(), b.path().display());
         let s = load(&Environment::from_pairs([("PULP_SETTINGS", list)])).unwrap();
         assert_eq!(s.database.host.unwrap().value, "b");
-        assert_eq!(s.media_root.value, PathBuf::from("/a"));
+        assert_eq!(s.media_root.value, MediaRoot::Local("/a".into()));
         assert_eq!(s.files.len(), 2);
+    }
+
+    /// The report's value and source for `key`.
+    fn reported(s: &PulpSettings, key: &str) -> (String, String) {
+        let line = s.report().into_iter().find(|l| l.key == key).unwrap();
+        (line.value, line.source.to_string())
+    }
+
+    const S3: &str = "STORAGES = {'default': {'BACKEND': 'storages.backends.s3boto3.S3Boto3Storage', 'OPTIONS': {'bucket_name': 'pulp'}}, 'staticfiles': {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'}}";
+
+    #[test]
+    fn operator_object_storage_has_no_media_root() {
+        let f = file(".py", &format!("MEDIA_ROOT = \"\"\n{S3}\n"));
+        let s = load(&env(f.path(), &[])).unwrap();
+        assert_eq!(s.media_root.value, MediaRoot::NotUsed);
+        assert_eq!(s.default_storage.key, "STORAGES.default.BACKEND");
+        let at = |line| format!("{}:{line}", f.path().display());
+        assert_eq!(
+            reported(&s, "MEDIA_ROOT"),
+            (
+                "(not used: artifacts go to storages.backends.s3boto3.S3Boto3Storage)".into(),
+                at(1)
+            )
+        );
+        assert_eq!(
+            reported(&s, "STORAGES.default.BACKEND"),
+            ("storages.backends.s3boto3.S3Boto3Storage".into(), at(2))
+        );
+    }
+
+    #[test]
+    fn the_older_default_file_storage_counts_when_storages_does_not_say() {
+        let f = file(
+            ".py",
+            "MEDIA_ROOT = ''\nDEFAULT_FILE_STORAGE = 'storages.backends.s3boto3.S3Boto3Storage'\n",
+        );
+        let s = load(&env(f.path(), &[])).unwrap();
+        assert_eq!(s.media_root.value, MediaRoot::NotUsed);
+        assert_eq!(s.default_storage.key, "DEFAULT_FILE_STORAGE");
+        let both = file(
+            ".py",
+            &format!("MEDIA_ROOT = ''\nDEFAULT_FILE_STORAGE = 'x.Other'\n{S3}\n"),
+        );
+        let s = load(&env(both.path(), &[])).unwrap();
+        assert_eq!(s.default_storage.key, "STORAGES.default.BACKEND");
+    }
+
+    #[test]
+    fn the_storage_backend_from_the_environment() {
+        let f = file(".py", "MEDIA_ROOT = ''\n");
+        let s = load(&env(
+            f.path(),
+            &[(
+                "PULP_STORAGES__default__BACKEND",
+                "storages.backends.gcloud.GoogleCloudStorage",
+            )],
+        ))
+        .unwrap();
+        assert_eq!(s.media_root.value, MediaRoot::NotUsed);
+        assert_eq!(
+            reported(&s, "STORAGES.default.BACKEND").1,
+            "env PULP_STORAGES__default__BACKEND"
+        );
+    }
+
+    #[test]
+    fn empty_media_root_with_file_system_storage_is_empty_not_the_default() {
+        let f = file(".py", "MEDIA_ROOT = ''\n");
+        let s = load(&env(f.path(), &[])).unwrap();
+        assert_eq!(s.media_root.value, MediaRoot::Empty);
+        assert_eq!(
+            reported(&s, "MEDIA_ROOT").0,
+            "\"\" (invalid with pulpcore.app.models.storage.FileSystem: set a directory)"
+        );
+        assert_eq!(
+            reported(&s, "STORAGES.default.BACKEND"),
+            (FILE_SYSTEM_STORAGE.into(), "default".into())
+        );
+    }
+
+    #[test]
+    fn other_backends_keep_a_media_root_that_is_set() {
+        let f = file(
+            ".py",
+            "MEDIA_ROOT = '/srv/media'\nSTORAGES = {'default': {'BACKEND': 'mysite.storage.Local'}}\n",
+        );
+        let s = load(&env(f.path(), &[])).unwrap();
+        assert_eq!(s.media_root.value, MediaRoot::Local("/srv/media".into()));
+    }
+
+    #[test]
+    fn computed_storages_is_a_warning_and_an_unknown_backend() {
+        let f = file(
+            ".py",
+            "import os\nMEDIA_ROOT = ''\nSTORAGES = {'default': {'BACKEND': 'storages.backends.s3boto3.S3Boto3Storage', 'OPTIONS': {'secret_key': os.environ['S3_KEY']}}}\n",
+        );
+        let s = load(&env(f.path(), &[])).unwrap();
+        assert_eq!(s.default_storage.backend, None);
+        assert_eq!(s.media_root.value, MediaRoot::NotUsed);
+        assert!(
+            reported(&s, "MEDIA_ROOT")
+                .0
+                .contains("computed by the settings")
+        );
+        assert!(
+            !s.report()
+                .iter()
+                .any(|l| l.key == "STORAGES.default.BACKEND")
+        );
+        let set = file(
+            ".py",
+            "import os\nMEDIA_ROOT = '/srv/media'\nSTORAGES = {'default': {'BACKEND': os.environ['B']}}\n",
+        );
+        let s = load(&env(set.path(), &[])).unwrap();
+        assert_eq!(s.media_root.value, MediaRoot::Local("/srv/media".into()));
     }
 
     #[test]

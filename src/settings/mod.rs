@@ -70,11 +70,40 @@ impl SslMode {
     }
 }
 
+/// pulpcore's default storage backend: artifacts are files below MEDIA_ROOT.
+pub const FILE_SYSTEM_STORAGE: &str = "pulpcore.app.models.storage.FileSystem";
+
+/// The storage backend artifacts go to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultStorage {
+    /// The setting it came from: `STORAGES.default.BACKEND`, or the older
+    /// `DEFAULT_FILE_STORAGE` (read by pulpcore before 3.85).
+    pub key: &'static str,
+    /// The backend's dotted path; `None` when the settings compute it (the
+    /// entrypoint evaluates literals only, and warned).
+    pub backend: Option<Sourced<String>>,
+}
+
+/// MEDIA_ROOT as the storage backend makes it matter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaRoot {
+    /// Artifacts are written below this directory.
+    Local(PathBuf),
+    /// No local directory: object storage keeps the artifacts (with a
+    /// django-storages backend, or an empty MEDIA_ROOT and another backend).
+    NotUsed,
+    /// Empty with file-system storage: Django would store artifacts relative
+    /// to each process's current directory, a worker's being a temporary task
+    /// directory that is deleted after the task.
+    Empty,
+}
+
 /// The settings the entrypoint acts on.
 #[derive(Debug, Clone)]
 pub struct PulpSettings {
     pub database: DatabaseSettings,
-    pub media_root: Sourced<PathBuf>,
+    pub media_root: Sourced<MediaRoot>,
+    pub default_storage: DefaultStorage,
     pub static_root: Sourced<PathBuf>,
     pub working_directory: Sourced<PathBuf>,
     pub db_encryption_key: Sourced<PathBuf>,
@@ -90,6 +119,9 @@ pub struct PulpSettings {
     pub task_grace_interval: Option<Sourced<i64>>,
     /// ENABLED_PLUGINS when set: only these installed plugins are loaded.
     pub enabled_plugins: Option<Sourced<Vec<String>>>,
+    /// The first of `INSTALLED_APPS` and `MIGRATION_MODULES` that the
+    /// settings set: then only Django knows which migrations exist.
+    pub apps_overridden: Option<String>,
     /// The settings files that were read, in order.
     pub files: Vec<PathBuf>,
 }
