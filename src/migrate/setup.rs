@@ -168,24 +168,20 @@ fn create_key_if_missing(path: &Path) -> Result<bool, SetupError> {
     )
     .map_err(|e| fail(e.to_string()))?;
     let encoded = base64::engine::general_purpose::URL_SAFE.encode(bytes);
-    let temporary = dir.join(format!(
-        ".{}.{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    // A random temporary name: every replica is PID 1 of its own container,
+    // so a name made of the pid is the same in all of them.
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o640)
-            .open(&temporary)?;
+        let mut file = tempfile::Builder::new()
+            .prefix(".pulp-entrypoint-key.")
+            .permissions(std::fs::Permissions::from_mode(0o640))
+            .tempfile_in(dir)?;
         file.write_all(encoded.as_bytes())?;
-        file.sync_all()?;
-        std::fs::hard_link(&temporary, path)
+        file.as_file().sync_all()?;
+        // link(2): fails if the key appeared meanwhile, never replaces it.
+        file.persist_noclobber(path).map_err(|error| error.error)
     })();
-    let _ = std::fs::remove_file(&temporary);
     match result {
-        Ok(()) => Ok(true),
+        Ok(_) => Ok(true),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(error) => Err(fail(error.to_string())),
     }
@@ -372,6 +368,39 @@ mod tests {
             !site.path("tmp").exists(),
             "refused before creating anything"
         );
+    }
+
+    /// Replicas on one shared volume, each PID 1 (here: threads of one
+    /// process, so they share the pid too): exactly one creates the key,
+    /// and none returns before the key is there.
+    #[test]
+    fn replicas_creating_the_key_at_once_agree_on_one() {
+        for _ in 0..50 {
+            let dir = tempfile::tempdir().unwrap();
+            let key = dir.path().join("certs/database_fields.symmetric.key");
+            let barrier = std::sync::Barrier::new(8);
+            let created: Vec<bool> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            let created = create_key_if_missing(&key).unwrap();
+                            assert!(key.is_file(), "returned before the key existed");
+                            created
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
+            let entries: Vec<_> = std::fs::read_dir(key.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(entries.len(), 1, "temporary files left: {entries:?}");
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o640);
+        }
     }
 
     #[test]
