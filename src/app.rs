@@ -71,7 +71,9 @@ impl Error {
                 PrepareError::Setup(_) | PrepareError::Marker { .. } => exit::CANNOT_CREATE,
                 PrepareError::Connect(_) => exit::DATABASE_UNAVAILABLE,
                 PrepareError::Database { .. } => exit::DATABASE_ERROR,
-                PrepareError::PasswordFile { .. } => exit::CONFIG,
+                PrepareError::PasswordFile { .. } | PrepareError::EncryptionKey { .. } => {
+                    exit::CONFIG
+                }
                 PrepareError::Spawn(_) => exit::OS_ERROR,
                 PrepareError::StepFailed { .. } | PrepareError::LockTimeout { .. } => {
                     exit::START_PHASE

@@ -266,6 +266,7 @@ pub async fn run(
             .filter(|p| !p.is_empty())
             .map(Secret::new),
         admin_password_file: steps.admin_password_file.clone(),
+        db_encryption_key: settings.db_encryption_key.value.clone(),
         env_admin_password: env
             .get("PULP_ADMIN_PASSWORD")
             .filter(|p| !p.is_empty())

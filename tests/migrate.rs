@@ -262,6 +262,23 @@ fn the_admin_password_is_set_once_and_never_through_argv() {
             .assert_code(0);
     }
     assert!(admin_login_works(&site, "third-Pa55word"));
+    // What is recorded cannot be brute-forced faster than Django's own hash:
+    // an HMAC keyed with the field encryption key, not a bare SHA-256.
+    let recorded = pg.psql_in(
+        "admin",
+        "SELECT value FROM pulp_entrypoint_state WHERE key = 'admin-password-file'",
+    );
+    let bare: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        "third-Pa55word\n",
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert!(
+        recorded.trim().starts_with("hmac-sha256:") && !recorded.contains(&bare),
+        "{recorded}"
+    );
     assert_eq!(
         count_calls(&site, "pulpcore-manager shell"),
         2,

@@ -36,7 +36,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tracing::{info, warn};
@@ -106,6 +107,8 @@ pub struct Plan {
     pub static_root: PathBuf,
     pub default_admin_password: Option<Secret>,
     pub admin_password_file: PathBuf,
+    /// DB_ENCRYPTION_KEY, the HMAC key of what is recorded of a password.
+    pub db_encryption_key: PathBuf,
     /// PULP_ADMIN_PASSWORD, which set_init_password.sh applies when neither
     /// PULP_DEFAULT_ADMIN_PASSWORD nor the file is there.
     pub env_admin_password: Option<Secret>,
@@ -137,6 +140,10 @@ pub enum PrepareError {
     },
     #[error("{path} could not be read: {reason}")]
     PasswordFile { path: PathBuf, reason: String },
+    #[error(
+        "DB_ENCRYPTION_KEY {path} could not be read ({reason}); it keys the record of the applied admin password: mount the key there"
+    )]
+    EncryptionKey { path: PathBuf, reason: String },
     #[error("could not write {path}: {reason}")]
     Marker { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -387,20 +394,43 @@ impl Checker<'_> {
                 .map_err(db("looking for the admin user"))?;
             return Ok((!exists).then_some(AdminPassword::Default));
         }
-        if let Some(hash) = password_file_hash(&self.plan.admin_password_file)? {
+        if let Some(content) = password_file(&self.plan.admin_password_file)? {
+            let hash = self.digest(&content)?;
             return Ok(self
                 .changed(client, state::ADMIN_PASSWORD_FILE_KEY, &hash)
                 .await?
                 .then_some(AdminPassword::File { hash }));
         }
         if let Some(password) = &self.plan.env_admin_password {
-            let hash = hex(&Sha256::digest(password.expose().as_bytes()));
+            let hash = self.digest(password.expose().as_bytes())?;
             return Ok(self
                 .changed(client, state::ADMIN_PASSWORD_ENV_KEY, &hash)
                 .await?
                 .then_some(AdminPassword::Env { hash }));
         }
         Ok(None)
+    }
+
+    /// What is recorded of an applied password: an HMAC keyed with the
+    /// database field encryption key, which the database does not hold, so
+    /// reading `pulp_entrypoint_state` gives nothing to brute-force faster
+    /// than Django's own salted hash.
+    fn digest(&self, password: &[u8]) -> Result<String, PrepareError> {
+        let path = &self.plan.db_encryption_key;
+        let key = std::fs::read(path).map_err(|error| PrepareError::EncryptionKey {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+        // HMAC takes keys of any length; the error cannot happen.
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&key).map_err(|error| {
+            PrepareError::EncryptionKey {
+                path: path.clone(),
+                reason: error.to_string(),
+            }
+        })?;
+        mac.update(b"pulp-entrypoint admin password\0");
+        mac.update(password);
+        Ok(format!("hmac-sha256:{}", hex(&mac.finalize().into_bytes())))
     }
 
     /// Whether the admin password source recorded under `key` changed.
@@ -439,10 +469,10 @@ enum MigrationState {
     Unknown,
 }
 
-/// SHA-256 of the password file, or `None` when there is no such file.
-fn password_file_hash(path: &Path) -> Result<Option<String>, PrepareError> {
+/// The password file's content, or `None` when there is no such file.
+fn password_file(path: &Path) -> Result<Option<Vec<u8>>, PrepareError> {
     match std::fs::read(path) {
-        Ok(content) => Ok(Some(hex(&Sha256::digest(&content)))),
+        Ok(content) => Ok(Some(content)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(PrepareError::PasswordFile {
             path: path.to_path_buf(),

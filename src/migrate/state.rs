@@ -3,8 +3,9 @@
 //!
 //! One small table, `pulp_entrypoint_state`, keyed by step: the code
 //! fingerprint the last successful `migrate` ran with and how many rows
-//! `django_migrations` had then; the hash of the admin password file last
-//! applied. Django ignores tables it does not own.
+//! `django_migrations` had then; an HMAC (keyed with the field encryption
+//! key, which the database does not hold) of the admin password file or
+//! `PULP_ADMIN_PASSWORD` last applied. Django ignores tables it does not own.
 //!
 //! The lock is a session-level advisory lock on a dedicated connection: if
 //! the holder dies (SIGKILL, node loss) PostgreSQL ends its session and frees
