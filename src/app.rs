@@ -206,7 +206,11 @@ fn start_role(
         .unwrap_or_else(roles::unique_name_template);
     let host = Host::detect(env);
     // Built before waiting, so a bad PULP_* variable fails at once.
-    let mut line = roles::server_command(role, env, &host, &template, &extra)?;
+    let tuning = roles::Tuning {
+        name_template: template,
+        stop_grace: options.stop_grace.value,
+    };
+    let mut line = roles::server_command(role, env, &host, &tuning, &extra)?;
     if role == Role::Worker {
         line.env.extend(task_grace_interval(&settings, options));
     }
@@ -241,7 +245,11 @@ fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
     for service in &plan.services {
         if let crate::supervise::Program::Role { role, args } = &service.program {
             let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-            let mut line = roles::server_command(*role, env, &host, &template, &args)?;
+            let tuning = roles::Tuning {
+                name_template: template.clone(),
+                stop_grace: options.stop_grace.value,
+            };
+            let mut line = roles::server_command(*role, env, &host, &tuning, &args)?;
             if *role == Role::Worker {
                 line.env.extend(task_grace_interval(&settings, options));
             }

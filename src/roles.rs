@@ -103,14 +103,37 @@ impl Host {
     }
 }
 
+/// What the entrypoint's own options say about the servers.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub name_template: String,
+    /// SIGKILL comes this long after the first SIGTERM.
+    pub stop_grace: std::time::Duration,
+}
+
+impl Tuning {
+    /// gunicorn's `--graceful-timeout`: its own escalation (workers killed,
+    /// arbiter exits 0) ends 5 s before our SIGKILL would (its default, 30 s,
+    /// is longer than our 25 s `stop_grace`, so a stuck worker made it 137).
+    fn graceful_timeout(&self) -> u64 {
+        let grace = self.stop_grace.as_secs();
+        if grace > 10 {
+            grace - 5
+        } else {
+            (grace / 2).max(1)
+        }
+    }
+}
+
 /// The server command for `role`.
 pub fn server_command(
     role: Role,
     env: &Environment,
     host: &Host,
-    name_template: &str,
+    tuning: &Tuning,
     extra: &[OsString],
 ) -> Result<CommandLine, RoleConfigError> {
+    let name_template = tuning.name_template.as_str();
     let address = if host.ipv6 { "[::]" } else { "0.0.0.0" };
     let mut flags = Flags::new(extra);
     let program = match role {
@@ -145,6 +168,10 @@ pub fn server_command(
             flags.add(
                 "--timeout",
                 Some(positive(env, "PULP_GUNICORN_TIMEOUT", "90")?),
+            );
+            flags.add(
+                "--graceful-timeout",
+                Some(tuning.graceful_timeout().to_string()),
             );
             flags.add("--workers", Some(positive(env, workers_var, "2")?));
             flags.add("--access-logfile", Some("-".into()));
@@ -343,6 +370,13 @@ pub fn unique_name_template() -> String {
 mod tests {
     use super::*;
 
+    fn tuning(name_template: &str) -> Tuning {
+        Tuning {
+            name_template: name_template.into(),
+            stop_grace: std::time::Duration::from_secs(25),
+        }
+    }
+
     fn words(line: &CommandLine) -> Vec<String> {
         line.args
             .iter()
@@ -375,7 +409,7 @@ mod tests {
             ("PULP_API_WORKERS_MAX_REQUESTS", "1000"),
             ("PULP_API_WORKERS_MAX_REQUESTS_JITTER", "50"),
         ]);
-        let line = server_command(Role::Api, &env, &host, "T", &[]).unwrap();
+        let line = server_command(Role::Api, &env, &host, &tuning("T"), &[]).unwrap();
         assert_eq!(line.program, "pulpcore-api");
         assert_eq!(
             words(&line),
@@ -384,6 +418,8 @@ mod tests {
                 "[::]:24817",
                 "--timeout",
                 "120",
+                "--graceful-timeout",
+                "20",
                 "--workers",
                 "4",
                 "--access-logfile",
@@ -402,7 +438,14 @@ mod tests {
     #[test]
     fn content_falls_back_to_gunicorn_without_ipv6() {
         let (_dir, host) = host_with(&["gunicorn"], false);
-        let line = server_command(Role::Content, &Environment::default(), &host, "T", &[]).unwrap();
+        let line = server_command(
+            Role::Content,
+            &Environment::default(),
+            &host,
+            &tuning("T"),
+            &[],
+        )
+        .unwrap();
         assert_eq!(line.program, "gunicorn");
         assert_eq!(
             words(&line),
@@ -416,6 +459,8 @@ mod tests {
                 "0.0.0.0:24816",
                 "--timeout",
                 "90",
+                "--graceful-timeout",
+                "20",
                 "--workers",
                 "2",
                 "--access-logfile",
@@ -432,7 +477,14 @@ mod tests {
             "--workers".into(),
             "1".into(),
         ];
-        let line = server_command(Role::Api, &Environment::default(), &host, "T", &extra).unwrap();
+        let line = server_command(
+            Role::Api,
+            &Environment::default(),
+            &host,
+            &tuning("T"),
+            &extra,
+        )
+        .unwrap();
         let args = words(&line);
         assert!(!args.contains(&"[::]:24817".to_string()), "{args:?}");
         assert_eq!(args.iter().filter(|a| a.as_str() == "--workers").count(), 1);
@@ -445,7 +497,14 @@ mod tests {
     #[test]
     fn worker_gets_a_name_template() {
         let (_dir, host) = host_with(&[], true);
-        let line = server_command(Role::Worker, &Environment::default(), &host, "N", &[]).unwrap();
+        let line = server_command(
+            Role::Worker,
+            &Environment::default(),
+            &host,
+            &tuning("N"),
+            &[],
+        )
+        .unwrap();
         assert_eq!(line.program, "pulpcore-worker");
         assert_eq!(words(&line), ["--name-template", "N"]);
     }
@@ -460,7 +519,7 @@ mod tests {
             ("PULP_API_WORKERS_MAX_REQUESTS", "-1"),
         ] {
             let env = Environment::from_pairs([(name, value)]);
-            let error = server_command(Role::Api, &env, &host, "T", &[]).unwrap_err();
+            let error = server_command(Role::Api, &env, &host, &tuning("T"), &[]).unwrap_err();
             assert!(
                 error
                     .to_string()
@@ -496,7 +555,7 @@ mod tests {
             ("PULP_CONTENT_WORKERS_MAX_REQUESTS", "500"),
             ("PULP_CONTENT_WORKERS_MAX_REQUESTS_JITTER", "5"),
         ]);
-        let content = words(&server_command(Role::Content, &env, &old, "T", &[]).unwrap());
+        let content = words(&server_command(Role::Content, &env, &old, &tuning("T"), &[]).unwrap());
         assert!(
             !content.contains(&"--name-template".to_string()),
             "{content:?}"
@@ -512,7 +571,7 @@ mod tests {
                     .any(|w| w == ["--max-requests-jitter", "5"]),
             "{content:?}"
         );
-        let worker = server_command(Role::Worker, &env, &old, "T", &[]).unwrap();
+        let worker = server_command(Role::Worker, &env, &old, &tuning("T"), &[]).unwrap();
         assert!(worker.args.is_empty(), "{worker:?}");
         let (describe, warning) = installed_notes(Role::Worker, &old);
         assert_eq!(describe, "pulpcore 3.49.72");
@@ -520,7 +579,7 @@ mod tests {
 
         let (_dir, backport) =
             host_with_pulpcore("3.85.2", "@click.option(\n    \"--name-template\",\n)\n");
-        let api = words(&server_command(Role::Api, &env, &backport, "T", &[]).unwrap());
+        let api = words(&server_command(Role::Api, &env, &backport, &tuning("T"), &[]).unwrap());
         assert!(
             api.windows(2).any(|w| w == ["--name-template", "T"]),
             "{api:?}"
