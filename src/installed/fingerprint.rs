@@ -230,11 +230,7 @@ fn add_files(root: &Path, dir: &Path, recursive: bool, files: &mut Vec<(String, 
 mod tests {
     use super::*;
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::installed::write_test_file as write;
 
     fn site() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -433,11 +433,7 @@ fn find_module_file(roots: &[PathBuf], module: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::installed::write_test_file as write;
 
     /// A small site-packages shaped like pulpcore's.
     fn site() -> tempfile::TempDir {

@@ -25,3 +25,12 @@ pub fn find_in_path(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
                 .unwrap_or(false)
         })
 }
+
+/// Writes files into a fake site-packages, for the tests of this module and
+/// of the modules that read what is installed.
+#[cfg(test)]
+pub(crate) fn write_test_file(root: &std::path::Path, relative: &str, text: &str) {
+    let path = root.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}

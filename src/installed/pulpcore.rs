@@ -124,11 +124,7 @@ fn normalize(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::installed::write_test_file as write;
 
     #[test]
     fn version_and_options_come_from_the_installed_files() {

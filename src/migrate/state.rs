@@ -48,14 +48,7 @@ pub async fn ensure_table(client: &Client) -> Result<(), tokio_postgres::Error> 
 
 /// The record for `key`; `None` when there is none or the table does not exist yet.
 pub async fn read(client: &Client, key: &str) -> Result<Option<Record>, tokio_postgres::Error> {
-    let exists = client
-        .query_one(
-            "SELECT to_regclass('pulp_entrypoint_state') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get::<_, bool>(0);
-    if !exists {
+    if !table_exists(client, "pulp_entrypoint_state").await? {
         return Ok(None);
     }
     let row = client
@@ -94,13 +87,17 @@ pub async fn write(
     client.batch_execute(&format!("NOTIFY {CHANNEL}")).await
 }
 
+/// Whether `table` exists (before Django or the entrypoint created it, it does not).
+async fn table_exists(client: &Client, table: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get(0))
+}
+
 /// Rows in `django_migrations`, or `None` before Django created the table.
 pub async fn applied_migrations(client: &Client) -> Result<Option<i64>, tokio_postgres::Error> {
-    let exists = client
-        .query_one("SELECT to_regclass('django_migrations') IS NOT NULL", &[])
-        .await?
-        .get::<_, bool>(0);
-    if !exists {
+    if !table_exists(client, "django_migrations").await? {
         return Ok(None);
     }
     Ok(Some(
@@ -116,11 +113,7 @@ pub async fn applied_migrations(client: &Client) -> Result<Option<i64>, tokio_po
 pub async fn applied_migration_rows(
     client: &Client,
 ) -> Result<Option<std::collections::HashSet<(String, String)>>, tokio_postgres::Error> {
-    let exists = client
-        .query_one("SELECT to_regclass('django_migrations') IS NOT NULL", &[])
-        .await?
-        .get::<_, bool>(0);
-    if !exists {
+    if !table_exists(client, "django_migrations").await? {
         return Ok(None);
     }
     let rows = client
@@ -133,11 +126,7 @@ pub async fn applied_migration_rows(
 
 /// Whether a user named `admin` exists (Django's default user table).
 pub async fn admin_exists(client: &Client) -> Result<bool, tokio_postgres::Error> {
-    let exists = client
-        .query_one("SELECT to_regclass('auth_user') IS NOT NULL", &[])
-        .await?
-        .get::<_, bool>(0);
-    if !exists {
+    if !table_exists(client, "auth_user").await? {
         return Ok(false);
     }
     Ok(client
@@ -152,11 +141,7 @@ pub async fn signing_services(
     client: &Client,
     names: &[&str],
 ) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
-    let exists = client
-        .query_one("SELECT to_regclass('core_signingservice') IS NOT NULL", &[])
-        .await?
-        .get::<_, bool>(0);
-    if !exists {
+    if !table_exists(client, "core_signingservice").await? {
         return Ok(Vec::new());
     }
     let rows = client

@@ -95,11 +95,7 @@ fn marker_matches(static_root: &Path, roots: &[PathBuf]) -> bool {
 mod tests {
     use super::*;
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::installed::write_test_file as write;
 
     /// Installed code: two loaded apps and Django's admin, which pulpcore does not load.
     fn site() -> tempfile::TempDir {

@@ -6,4 +6,3 @@
 
 #[path = "../support/mod.rs"]
 mod support;
-mod load;

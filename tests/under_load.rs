@@ -2,15 +2,20 @@
 //! after SIGTERM must end with 0. gunicorn's own graceful timeout is fitted
 //! inside `stop_grace`, so a gunicorn worker that ignores TERM is killed by
 //! its arbiter (which then exits 0), not by our SIGKILL (137).
+//!
+//! A test binary of its own: the `yes` loops would starve the bounded waits
+//! of any test running beside it.
+
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::command::{Running, children_of, wait_until};
-use crate::support::pg::PgCluster;
-use crate::support::pulp::{Site, free_port, http_get};
+use support::command::{Running, children_of, wait_until};
+use support::pg::PgCluster;
+use support::pulp::{Site, free_port, http_get};
 
 const CYCLES: usize = 4;
 const START_LIMIT: Duration = Duration::from_secs(120);
@@ -58,6 +63,9 @@ fn every_role_stops_with_0_after_sigterm_under_cpu_load() {
     let start = |args: &[&str]| {
         site.entrypoint()
             .env("PULP_ENTRYPOINT_STOP_GRACE", "10s")
+            // The images' default: the hang was seen with two gunicorn workers.
+            .env("PULP_API_WORKERS", "2")
+            .env("PULP_CONTENT_WORKERS", "2")
             .args(args)
             .spawn()
     };
