@@ -4,5 +4,6 @@
 //! Each module reproduces one kind of fault and checks that the entrypoint
 //! behaves: it never blocks, never panics, never leaks a secret.
 
+mod http;
 #[path = "../support/mod.rs"]
 mod support;
