@@ -52,6 +52,8 @@ pub enum Error {
     RemovedRole,
     #[error("could not start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot write to stdout: {0}")]
+    Output(std::io::Error),
     #[error("stopped by {} while {doing}", .signal.as_str())]
     Stopped { signal: Signal, doing: &'static str },
 }
@@ -81,6 +83,7 @@ impl Error {
                 PrepareError::Stopped(signal) => exit::SIGNAL_BASE + signal,
             },
             Error::Runtime(_) => exit::OS_ERROR,
+            Error::Output(_) => exit::OUTPUT,
             Error::Stopped { signal, .. } => exit::SIGNAL_BASE + *signal as i32,
         }
     }
@@ -92,14 +95,25 @@ static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::n
 /// Run the entrypoint and return the process exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
     STARTED.get_or_init(std::time::Instant::now);
-    let invocation = match cli::parse(argv) {
+    let parsed = cli::parse(argv);
+    // Signals were blocked first thing (pid1::block_early_signals) for the
+    // handlers an Init installs; a command without one gets them back now.
+    if !parsed
+        .as_ref()
+        .is_ok_and(|invocation| invocation.cli.command.acts_as_init())
+    {
+        pid1::release_early_signals();
+    }
+    let invocation = match parsed {
         Ok(invocation) => invocation,
         Err(CliError::Info(text)) => {
-            print!("{text}");
-            return exit::SUCCESS;
+            return match crate::logging::print(&text) {
+                Ok(()) => exit::SUCCESS,
+                Err(error) => crate::logging::stdout_failed(&error),
+            };
         }
         Err(error) => {
-            eprintln!("pulp-entrypoint: {error}");
+            crate::logging::eprint_line(format_args!("pulp-entrypoint: {error}"));
             return Error::from(error).exit_code();
         }
     };
@@ -110,8 +124,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             info!("stopped by {} while {doing}", signal.as_str());
             exit::SIGNAL_BASE + signal as i32
         }
+        Err(Error::Output(error)) => crate::logging::stdout_failed(&error),
         Err(error) => {
-            eprintln!("pulp-entrypoint: {error}");
+            crate::logging::eprint_line(format_args!("pulp-entrypoint: {error}"));
             error.exit_code()
         }
     };
@@ -425,6 +440,5 @@ fn print_config(options: &Options, env: &Environment) -> Result<(), Error> {
             line.key, line.value, line.source
         ));
     }
-    print!("{out}");
-    Ok(())
+    crate::logging::print(&out).map_err(Error::Output)
 }

@@ -39,6 +39,7 @@ EXIT CODES
   69        PostgreSQL not reachable before --postgres-timeout
   70        internal error
   71        operating system error (fork, signals)
+  74        stdout could not be written (a closed pipe: quietly; a full disk: one line)
   77        PostgreSQL refused the login (password, pg_hba.conf, CONNECT privilege)
   78        invalid configuration (settings file, entrypoint.toml, environment variable)
   126, 127  the command could not be executed / was not found
@@ -174,6 +175,29 @@ pub enum Command {
     },
     #[command(external_subcommand)]
     External(Vec<OsString>),
+}
+
+impl Command {
+    /// Whether this command acts as init (signal handlers, reaping): every
+    /// one that waits, runs or supervises; not `config`, `status`, `probe`.
+    pub fn acts_as_init(&self) -> bool {
+        match self {
+            Command::Api(_)
+            | Command::Content(_)
+            | Command::Worker(_)
+            | Command::WaitPostgres
+            | Command::Migrate
+            | Command::WaitMigrations
+            | Command::Init
+            | Command::Supervise
+            | Command::Run { .. }
+            | Command::External(_) => true,
+            Command::ResourceManager(_)
+            | Command::Status { .. }
+            | Command::Probe(_)
+            | Command::Config => false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

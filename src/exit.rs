@@ -30,6 +30,9 @@ pub const DATABASE_AUTH: i32 = 77;
 pub const CONFIG: i32 = 78;
 /// A directory or the encryption key could not be created.
 pub const CANNOT_CREATE: i32 = 73;
+/// stdout could not be written (`config`, `status`, `--help`): its reader
+/// went away (EPIPE) or the disk is full (ENOSPC). sysexits' EX_IOERR.
+pub const OUTPUT: i32 = 74;
 /// A start-phase step failed: `pulpcore-manager migrate`/`collectstatic`/the admin
 /// password, or the wait for another replica's migrations timed out.
 pub const START_PHASE: i32 = 75;

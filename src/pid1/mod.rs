@@ -8,6 +8,12 @@
 //! zombie until PID 1 waits for it. Pulp's servers do neither job for the
 //! whole container, so the entrypoint does it, the way tini does:
 //!
+//! 0. [`block_early_signals`], the first line of `main` (before argv is
+//!    read), blocks every signal handled below, so that one arriving while
+//!    options and settings are read stays pending instead of being dropped
+//!    (PID 1 has no default actions); [`Init::new`] then unblocks them and
+//!    it is handled at once. Commands that never create an `Init` (`config`,
+//!    `status`, `probe`) call [`release_early_signals`] after parsing argv.
 //! 1. [`Init::new`] (once, first thing, inside the current-thread tokio
 //!    runtime) makes this process a child subreaper when it is not PID 1
 //!    (then orphans below it come to it instead of the host's init), and
@@ -15,15 +21,21 @@
 //!    included) and SIGCHLD, unblocking them in case whoever started us left
 //!    them blocked. Handlers write the signal number into a self-pipe read
 //!    on the runtime (`signals`), so nothing runs in signal context but one
-//!    send(2), and signals are handled in the order they arrived.
+//!    send(2), and signals are handled in the order they arrived. SIGTTIN
+//!    and SIGTTOU instead stay blocked (read from a signalfd, and forwarded
+//!    all the same): with the child in the terminal's foreground and `stty
+//!    tostop`, our own log lines are background writes, which the kernel
+//!    lets through for a process that blocks (or, as tini does, ignores)
+//!    SIGTTOU, rather than stopping it or raising the signal again and again.
 //! 2. While the entrypoint has no child (waiting for PostgreSQL), the caller
 //!    selects its work against [`Init::termination_requested`], which reaps
 //!    zombies meanwhile and resolves on the first TERM, INT or QUIT. Other
 //!    signals are dropped: there is nobody to forward them to.
 //! 3. [`Init::supervise`] starts the child with `std::process::Command`
 //!    (not tokio's, whose own reaper would race our `waitpid(-1)`) in a
-//!    process group of its own, with a clean signal mask and default
-//!    dispositions, owning the terminal if we did (`spawn`). Then it waits
+//!    process group of its own, with a clean signal mask (nothing blocked,
+//!    TTIN and TTOU included) and default dispositions, owning the terminal
+//!    if we did (`spawn`). Then it waits
 //!    on two kinds of events, never polling:
 //!    - a signal: SIGCHLD reaps every dead process (`reap`); any other
 //!      signal is sent unchanged to the child (or, with
@@ -317,6 +329,19 @@ pub fn signal_name(signo: c_int) -> String {
 /// TERM, INT and QUIT ask PID 1 to stop.
 pub fn termination_signal(signo: c_int) -> Option<Signal> {
     signals::termination(signo)
+}
+
+/// Block every signal PID 1 handles until [`Init::new`] installs the
+/// handlers, so none that arrives meanwhile is lost. Call first thing in
+/// `main`, before any thread exists.
+pub fn block_early_signals() {
+    signals::block_early();
+}
+
+/// Undo [`block_early_signals`] in a process that will not create an
+/// [`Init`]: the signal mask is again the inherited one.
+pub fn release_early_signals() {
+    signals::release_early();
 }
 
 /// Replace this process with `command` (execvp). Returns only on failure.

@@ -8,15 +8,38 @@
 //! Standard signals coalesce in the kernel while pending, so a byte is "at
 //! least one since the last byte", which is all forwarding and reaping need.
 //! If the socket is ever full the byte is dropped: the same coalescing.
+//!
+//! Two exceptions, SIGTTIN and SIGTTOU ([`TERMINAL`]), stay blocked for good
+//! and are read from a signalfd instead. The kernel treats a blocked TTOU
+//! like an ignored one: a write to the terminal from outside its foreground
+//! group (ours, once the child owns the terminal) simply goes through under
+//! `stty tostop`, instead of raising SIGTTOU, whose handler would return
+//! into the same write, again and again (a spinning, deaf PID 1), or of
+//! failing with EIO when our group is orphaned. tini gets the same by
+//! ignoring both; blocked, a TTIN or TTOU someone sends is still forwarded.
+//! Their order relative to the other signals is not kept.
+//!
+//! # Signals before the handlers
+//!
+//! As PID 1 a signal whose action is the default is dropped by the kernel,
+//! so a SIGTERM that came while options and settings are still being read
+//! would be lost. [`block_early`], the first thing `main` does, blocks every
+//! signal handled here: one that arrives before [`SignalPipe::install`] stays
+//! pending and is delivered to its handler the moment install unblocks it.
+//! A command that installs no handlers (`config`, `status`, `probe`) calls
+//! [`release_early`] instead, which puts the mask back as it was inherited.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use nix::libc::{self, c_int};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UnixStream;
 use tracing::warn;
 
@@ -48,9 +71,65 @@ pub(super) const FORWARDED: [Signal; 19] = [
     Signal::SIGPWR,
 ];
 
+/// Forwarded, but kept blocked and read from a signalfd: blocked, they never
+/// stop or spin this process on a terminal (see the module documentation).
+pub(super) const TERMINAL: [Signal; 2] = [Signal::SIGTTIN, Signal::SIGTTOU];
+
 /// Forwarded when the system lets us handle them; a failure is only a warning.
 fn optional_signals() -> impl Iterator<Item = c_int> {
     std::iter::once(Signal::SIGSYS as c_int).chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+}
+
+/// Every signal this module handles: the forwarded ones, SIGCHLD, the optional ones.
+fn handled_signals() -> impl Iterator<Item = c_int> {
+    FORWARDED
+        .iter()
+        .map(|signal| *signal as c_int)
+        .chain([libc::SIGCHLD])
+        .chain(optional_signals())
+}
+
+/// The mask this process inherited, saved by [`block_early`].
+static INHERITED_MASK: OnceLock<SigSet> = OnceLock::new();
+
+/// Block every signal PID 1 handles, so that none is lost before
+/// [`SignalPipe::install`] (a signal with the default action is dropped for
+/// PID 1, a blocked one stays pending). Call first thing in `main`, while it
+/// is the only thread: threads inherit the mask.
+pub fn block_early() {
+    // SAFETY: both sets are valid sigset_t, initialised by sigemptyset;
+    // sigaddset ignores a number out of range.
+    let (result, inherited) = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut inherited: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigemptyset(&mut inherited);
+        for signo in handled_signals() {
+            libc::sigaddset(&mut set, signo);
+        }
+        let result = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut inherited);
+        (result, inherited)
+    };
+    if result == 0 {
+        // SAFETY: pthread_sigmask filled `inherited` with a valid mask.
+        let _ = INHERITED_MASK.set(unsafe { SigSet::from_sigset_t_unchecked(inherited) });
+    }
+}
+
+/// Undo [`block_early`] for a command that installs no handlers: the mask is
+/// again the one inherited, so TERM or INT end `config` or `probe` as usual.
+pub fn release_early() {
+    if let Some(inherited) = INHERITED_MASK.get() {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(inherited), None);
+    }
+}
+
+/// Whether `signo` was blocked in the mask this process inherited.
+fn inherited_blocked(signo: c_int) -> bool {
+    INHERITED_MASK.get().is_some_and(|mask| {
+        // SAFETY: `mask` is a valid sigset_t; sigismember only reads it.
+        unsafe { libc::sigismember(mask.as_ref(), signo) == 1 }
+    })
 }
 
 /// The signals that ask PID 1 to stop; the first one starts the stop policy.
@@ -73,10 +152,12 @@ pub(super) fn name(signo: c_int) -> String {
     format!("signal {signo}")
 }
 
-/// The receiving end of the self-pipe, with the numbers read but not yet handled.
+/// The receiving end of the self-pipe, the signalfd of [`TERMINAL`], and the
+/// numbers read but not yet handled.
 #[derive(Debug)]
 pub(super) struct SignalPipe {
     reader: UnixStream,
+    terminal: AsyncFd<SignalFd>,
     queue: VecDeque<c_int>,
 }
 
@@ -99,25 +180,54 @@ impl SignalPipe {
         // The actions own the write end: it lives as long as they can run.
         let writer = Arc::new(OwnedFd::from(writer));
 
+        // TTIN and TTOU: blocked in this thread, and so in every thread it
+        // starts from now on (before, `block_early` blocked them anyway).
+        let mut terminal_set = SigSet::empty();
+        for signal in TERMINAL {
+            terminal_set.add(signal);
+        }
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&terminal_set), None)
+            .map_err(|errno| setup("signal mask")(errno.into()))?;
+        let terminal = SignalFd::with_flags(
+            &terminal_set,
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )
+        .map_err(|errno| setup("signalfd")(errno.into()))?;
+        // SAFETY: the SignalFd owns its descriptor, which stays open and the
+        // same until the AsyncFd (its only owner) is dropped.
+        let terminal = unsafe { AsyncFd::register_with_interest(terminal, Interest::READABLE) }
+            .map_err(|_| Pid1Error::NoRuntime)?;
+
+        let is_terminal = |signo: c_int| TERMINAL.iter().any(|signal| *signal as c_int == signo);
         let required = FORWARDED
             .iter()
             .map(|signal| *signal as c_int)
+            .filter(|signo| !is_terminal(*signo))
             .chain([libc::SIGCHLD]);
         let mut handled = Vec::new();
         for signo in required {
             register(signo, &writer).map_err(setup("signal handlers"))?;
             handled.push(signo);
         }
+        let mut unhandled = Vec::new();
         for signo in optional_signals() {
             match register(signo, &writer) {
                 Ok(()) => handled.push(signo),
-                Err(error) => warn!("{} will not be forwarded: {error}", name(signo)),
+                Err(error) => {
+                    warn!("{} will not be forwarded: {error}", name(signo));
+                    unhandled.push(signo);
+                }
             }
         }
-        // A mask inherited from whoever started us would hold them back.
+        // A mask inherited from whoever started us would hold them back, and
+        // `block_early` did; a signal that came meanwhile is handled now.
+        // Those without a handler go back to how they were inherited.
+        unhandled.retain(|signo| !inherited_blocked(*signo));
+        handled.extend(unhandled);
         unblock(&handled).map_err(setup("signal mask"))?;
         Ok(SignalPipe {
             reader,
+            terminal,
             queue: VecDeque::new(),
         })
     }
@@ -130,17 +240,35 @@ impl SignalPipe {
             if let Some(signo) = self.queue.pop_front() {
                 return Ok(signo);
             }
-            self.reader.readable().await?;
-            match self.reader.try_read(&mut buf) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the signal socket was closed",
-                    ));
+            tokio::select! {
+                readable = self.reader.readable() => {
+                    readable?;
+                    match self.reader.try_read(&mut buf) {
+                        Ok(0) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the signal socket was closed",
+                            ));
+                        }
+                        Ok(n) => self.queue.extend(buf[..n].iter().map(|&b| c_int::from(b))),
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => return Err(error),
+                    }
                 }
-                Ok(n) => self.queue.extend(buf[..n].iter().map(|&b| c_int::from(b))),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
+                guard = self.terminal.readable() => {
+                    let mut guard = guard?;
+                    let read = guard.try_io(|fd| match fd.get_ref().read_signal() {
+                        Ok(Some(info)) => Ok(info.ssi_signo as c_int),
+                        Ok(None) => Err(io::ErrorKind::WouldBlock.into()),
+                        Err(errno) => Err(errno.into()),
+                    });
+                    match read {
+                        Ok(Ok(signo)) => self.queue.push_back(signo),
+                        Ok(Err(error)) => return Err(error),
+                        // Not readable after all: readiness cleared, wait again.
+                        Err(_would_block) => {}
+                    }
+                }
             }
         }
     }
@@ -209,6 +337,34 @@ mod tests {
             }
         }
         assert_eq!(termination(libc::SIGRTMIN()), None);
+    }
+
+    fn blocked_now(signo: c_int) -> bool {
+        let mut current = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut current)).unwrap();
+        // SAFETY: `current` is a valid sigset_t; sigismember only reads it.
+        unsafe { libc::sigismember(current.as_ref(), signo) == 1 }
+    }
+
+    #[test]
+    fn early_block_holds_every_handled_signal_and_release_restores_the_mask() {
+        // The mask is per thread: this test's own thread only.
+        std::thread::spawn(|| {
+            assert!(!blocked_now(libc::SIGTERM));
+            block_early();
+            for signo in handled_signals() {
+                assert!(blocked_now(signo), "{}", name(signo));
+            }
+            assert!(
+                !blocked_now(libc::SIGSEGV),
+                "synchronous faults stay deliverable"
+            );
+            release_early();
+            assert!(!blocked_now(libc::SIGTERM));
+            assert!(!blocked_now(libc::SIGTTOU));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! inherited across exec, and then clears the signal mask, which std leaves
 //! as the parent's. It calls rt_sigaction directly: the C library refuses to
 //! touch the real-time signals it reserves for itself, which an ignoring
-//! parent can still have set to SIG_IGN.
+//! parent can still have set to SIG_IGN. Clearing the mask matters: this
+//! process keeps SIGTTIN and SIGTTOU blocked for good (and blocked every
+//! handled signal early in `main`), and a mask is inherited across exec.
 //!
 //! While std forks, this thread blocks every signal, so the forked copy
 //! cannot run our handler (which would write into our self-pipe) before its

@@ -137,11 +137,11 @@ pub async fn run(args: &ProbeArgs, settings: &PulpSettings) -> i32 {
     match result {
         Ok(()) => READY,
         Err(error) => {
-            eprintln!(
+            crate::logging::eprint_line(format_args!(
                 "pulp-entrypoint probe {} {}: {error}",
                 args.kind.as_str(),
                 role.as_str()
-            );
+            ));
             error.exit_code()
         }
     }

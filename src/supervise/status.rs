@@ -60,39 +60,43 @@ pub fn write(path: &Path, report: &Report) -> std::io::Result<()> {
 }
 
 /// `pulp-entrypoint status [--json]`: print the report; the exit code is 0
-/// when every service runs, 1 when one does not, 69 when no `supervise` runs.
+/// when every service runs, 1 when one does not, 69 when no `supervise` runs,
+/// 74 when stdout cannot be written.
 pub fn show(path: &Path, json: bool) -> i32 {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => {
-            eprintln!(
+            crate::logging::eprint_line(format_args!(
                 "pulp-entrypoint status: no running supervise found: {}: {error} (status_file / PULP_ENTRYPOINT_STATUS_FILE must match the supervise's)",
                 path.display()
-            );
+            ));
             return exit::NO_SUPERVISOR;
         }
     };
     let report: Report = match serde_json::from_str(&text) {
         Ok(report) => report,
         Err(error) => {
-            eprintln!(
+            crate::logging::eprint_line(format_args!(
                 "pulp-entrypoint status: {} is not a status file: {error}",
                 path.display()
-            );
+            ));
             return exit::NO_SUPERVISOR;
         }
     };
     let alive = report.running && process_exists(report.supervisor_pid);
-    if json {
-        print!("{text}");
+    let shown = if json {
+        crate::logging::print(&text)
     } else {
-        print!("{}", table(&report, unix_now()));
+        crate::logging::print(&table(&report, unix_now()))
+    };
+    if let Err(error) = shown {
+        return crate::logging::stdout_failed(&error);
     }
     if !alive {
-        eprintln!(
+        crate::logging::eprint_line(format_args!(
             "pulp-entrypoint status: supervise (pid {}) is not running; this is its last report",
             report.supervisor_pid
-        );
+        ));
         return exit::NO_SUPERVISOR;
     }
     if report

@@ -5,5 +5,6 @@
 //! behaves: it never blocks, never panics, never leaks a secret.
 
 mod http;
+mod pid1;
 #[path = "../support/mod.rs"]
 mod support;
