@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use super::config::{Plan, Program, ServiceSpec};
 use super::database_gate::{DatabaseGate, Verdict};
-use super::output::{self, Labels, Stream};
+use super::output::{Labels, Output, Stream};
 use super::restart::{self, Decision};
 use super::status::{self, Report, ServiceReport};
 use crate::environment::Environment;
@@ -129,6 +129,9 @@ struct Shutdown {
     deadline: Option<Instant>,
     /// The exit code decided by an essential service, if one caused it.
     code: Option<i32>,
+    /// The stop deadline as first set (or the second request): the
+    /// services' output is not waited for past it.
+    output_deadline: Instant,
 }
 
 pub struct Supervisor<'a> {
@@ -142,8 +145,9 @@ pub struct Supervisor<'a> {
     shutdown: Option<Shutdown>,
     status_path: PathBuf,
     status_failed: bool,
-    /// The tasks copying service output.
+    /// The tasks copying service output, and where they send it.
     copying: Vec<JoinHandle<()>>,
+    output: Output,
     /// Where Pulp roles wait for PostgreSQL before they start again.
     gate: Option<DatabaseGate>,
 }
@@ -174,6 +178,7 @@ impl<'a> Supervisor<'a> {
             shutdown: None,
             status_failed: false,
             copying: Vec::new(),
+            output: Output::new(),
             gate,
         }
     }
@@ -202,6 +207,8 @@ impl<'a> Supervisor<'a> {
                         error!("cannot watch the services any more: {failure}; killing them");
                         self.kill_all();
                         self.write_status(false);
+                        let copying = std::mem::take(&mut self.copying);
+                        self.output.finish(copying, LEFTOVER_LIMIT, Instant::now()).await;
                         return exit::INTERNAL;
                     }
                 },
@@ -212,11 +219,14 @@ impl<'a> Supervisor<'a> {
         if !self.init.reap_remaining(LEFTOVER_LIMIT).await {
             warn!("some processes the services started are still running");
         }
-        // Every writer is gone now, so each copy ends at once with the last lines.
-        let copying = futures_util::future::join_all(std::mem::take(&mut self.copying));
-        if tokio::time::timeout(LEFTOVER_LIMIT, copying).await.is_err() {
-            warn!("the output of some service could not be copied to the end");
-        }
+        // Every writer is gone now, so each copy ends at once with the last
+        // lines; a stalled stdout is not waited for past the stop deadline.
+        let until = self
+            .shutdown
+            .as_ref()
+            .map_or_else(Instant::now, |s| s.output_deadline);
+        let copying = std::mem::take(&mut self.copying);
+        self.output.finish(copying, LEFTOVER_LIMIT, until).await;
         self.write_status(false);
         self.exit_code()
     }
@@ -427,7 +437,7 @@ impl<'a> Supervisor<'a> {
         let name = &self.instances[index].name;
         self.copying.retain(|task| !task.is_finished());
         if let Some(stdout) = child.stdout.take() {
-            self.copying.extend(output::forward(
+            self.copying.extend(self.output.forward(
                 name.clone(),
                 Stream::Stdout,
                 OwnedFd::from(stdout),
@@ -435,7 +445,7 @@ impl<'a> Supervisor<'a> {
             ));
         }
         if let Some(stderr) = child.stderr.take() {
-            self.copying.extend(output::forward(
+            self.copying.extend(self.output.forward(
                 name.clone(),
                 Stream::Stderr,
                 OwnedFd::from(stderr),
@@ -464,9 +474,11 @@ impl<'a> Supervisor<'a> {
         if self.shutdown.is_some() {
             return;
         }
+        let deadline = Instant::now() + self.options.stop_grace.value;
         self.shutdown = Some(Shutdown {
-            deadline: Some(Instant::now() + self.options.stop_grace.value),
+            deadline: Some(deadline),
             code,
+            output_deadline: deadline,
         });
         if let Some(gate) = self.gate.as_mut() {
             gate.abandon();
@@ -540,11 +552,14 @@ impl<'a> Supervisor<'a> {
             }
         }
         if let Some(shutdown) = self.shutdown.as_mut() {
+            // At the deadline this changes nothing; on a second request it ends the wait.
+            shutdown.output_deadline = shutdown.output_deadline.min(Instant::now());
             shutdown.deadline = None;
         } else {
             self.shutdown = Some(Shutdown {
                 deadline: None,
                 code: None,
+                output_deadline: Instant::now(),
             });
         }
     }

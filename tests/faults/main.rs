@@ -5,6 +5,7 @@
 //! behaves: it never blocks, never panics, never leaks a secret.
 
 mod http;
+mod output;
 mod pid1;
 #[path = "../support/mod.rs"]
 mod support;
