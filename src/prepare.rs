@@ -100,6 +100,7 @@ fn without_collectstatic(
     collectstatic: bool,
     settings: &PulpSettings,
     package_roots: &[PathBuf],
+    apps: &installed::migrations::InstalledApps,
 ) {
     let dir = settings.static_root.value.display();
     let reason = error.reason();
@@ -109,7 +110,7 @@ fn without_collectstatic(
         );
         return;
     }
-    match static_root::contents(&settings.static_root.value, package_roots) {
+    match static_root::contents(&settings.static_root.value, package_roots, apps.scope()) {
         static_root::Contents::Files { files } => info!(
             "STATIC_ROOT {dir} cannot be written ({reason}) but holds this code's {files} static files: collectstatic skipped"
         ),
@@ -213,10 +214,20 @@ pub async fn run(
         static_root_unwritable = report.static_root_unwritable;
     }
     let package_roots = python_env::package_roots(env.get("PATH").map(std::ffi::OsStr::new));
+    let apps = installed::migrations::InstalledApps::find(
+        &package_roots,
+        &installed::migrations::AppSettings {
+            enabled_plugins: settings
+                .enabled_plugins
+                .as_ref()
+                .map(|p| p.value.as_slice()),
+            overridden: settings.apps_overridden.as_deref(),
+        },
+    );
     let collectstatic = match &static_root_unwritable {
         None => steps.collectstatic,
         Some(error) => {
-            without_collectstatic(error, steps.collectstatic, settings, &package_roots);
+            without_collectstatic(error, steps.collectstatic, settings, &package_roots, &apps);
             false
         }
     };
@@ -249,16 +260,7 @@ pub async fn run(
         admin_password: steps.admin_password,
         lock_timeout: steps.lock_timeout,
         who: who.clone(),
-        apps: installed::migrations::installed_apps(
-            &package_roots,
-            &installed::migrations::AppSettings {
-                enabled_plugins: settings
-                    .enabled_plugins
-                    .as_ref()
-                    .map(|p| p.value.as_slice()),
-                overridden: settings.apps_overridden.as_deref(),
-            },
-        ),
+        apps,
         package_roots,
         static_root: settings.static_root.value.clone(),
         default_admin_password: env

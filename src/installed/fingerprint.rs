@@ -6,7 +6,11 @@
 //! `django/contrib/auth/migrations` and `pulpcore/app/migrations`), hashed
 //! with its relative path and content. Adding, removing or changing one
 //! migration file of any installed app changes it. Static files: the same
-//! over every file below directories named `static`.
+//! over every file below directories named `static`. When the installed
+//! Django apps are known, only their own `migrations` and `static`
+//! directories are read, as Django's migration loader and collectstatic's
+//! app finder do ([`Scope`]): a venv with eight plugins holds ~165 packages,
+//! and walking them all was most of the start-up time.
 //!
 //! Content, not modification times, is hashed: image layers and `pip install`
 //! reset times, and reading ~150 small files takes a few milliseconds.
@@ -42,11 +46,22 @@ pub struct Fingerprint {
     pub files: usize,
 }
 
+/// Where the `migrations` and `static` directories are looked for.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Anywhere up to four levels below each root: the installed apps are
+    /// not known.
+    All,
+    /// Directly in these app directories, as `(package root, directory)`:
+    /// the installed Django apps, the only ones migrate and collectstatic read.
+    Apps(&'a [(PathBuf, PathBuf)]),
+}
+
 /// The fingerprint (hex SHA-256) of one kind of file and how many files went
 /// into it, or `None` for migrations when the code could not be found (no
 /// pulpcore migrations under any root): the caller must then ask Django.
-pub fn compute(roots: &[PathBuf], kind: Kind) -> Option<Fingerprint> {
-    let (migrations, statics) = compute_both(roots, kind == Kind::Static);
+pub fn compute(roots: &[PathBuf], scope: Scope, kind: Kind) -> Option<Fingerprint> {
+    let (migrations, statics) = compute_both(roots, scope, kind == Kind::Static);
     match kind {
         Kind::Migrations => migrations,
         Kind::Static => statics,
@@ -56,15 +71,11 @@ pub fn compute(roots: &[PathBuf], kind: Kind) -> Option<Fingerprint> {
 /// Both fingerprints from one walk; the static one only when `with_static`.
 pub fn compute_both(
     roots: &[PathBuf],
+    scope: Scope,
     with_static: bool,
 ) -> (Option<Fingerprint>, Option<Fingerprint>) {
-    let mut found = Found {
-        with_static,
-        ..Found::default()
-    };
-    for root in roots {
-        walk(root, root, 0, &mut found);
-    }
+    let mut found = Found::new(scope, with_static);
+    found.search(roots);
     for (root, dir) in &found.static_dirs {
         add_files(root, dir, true, &mut found.statics);
     }
@@ -85,13 +96,47 @@ pub fn compute_both(
     (migrations, statics)
 }
 
-#[derive(Default)]
-struct Found {
+struct Found<'a> {
+    scope: Scope<'a>,
     with_static: bool,
     migrations: Vec<(String, PathBuf)>,
     /// Each app's `static` directory, with the package root it is below.
     static_dirs: Vec<(PathBuf, PathBuf)>,
     statics: Vec<(String, PathBuf)>,
+}
+
+impl<'a> Found<'a> {
+    fn new(scope: Scope<'a>, with_static: bool) -> Found<'a> {
+        Found {
+            scope,
+            with_static,
+            migrations: Vec::new(),
+            static_dirs: Vec::new(),
+            statics: Vec::new(),
+        }
+    }
+
+    fn search(&mut self, roots: &[PathBuf]) {
+        match self.scope {
+            Scope::All => {
+                for root in roots {
+                    walk(root, root, 0, self);
+                }
+            }
+            Scope::Apps(apps) => {
+                for (root, dir) in apps {
+                    let migrations = dir.join("migrations");
+                    if migrations.is_dir() {
+                        add_files(root, &migrations, false, &mut self.migrations);
+                    }
+                    let statics = dir.join("static");
+                    if self.with_static && statics.is_dir() {
+                        self.static_dirs.push((root.clone(), statics));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One app's `static` directory as collectstatic sees it: every file's path
@@ -106,14 +151,9 @@ pub struct StaticDir {
 /// sizes; nothing is read. Of two copies of one app (same path below their
 /// roots) the one in the earlier root, which Python imports, is kept. Apps
 /// Django does not load are included (the walk cannot tell).
-pub fn static_dirs(roots: &[PathBuf]) -> Vec<StaticDir> {
-    let mut found = Found {
-        with_static: true,
-        ..Found::default()
-    };
-    for root in roots {
-        walk(root, root, 0, &mut found);
-    }
+pub fn static_dirs(roots: &[PathBuf], scope: Scope) -> Vec<StaticDir> {
+    let mut found = Found::new(scope, true);
+    found.search(roots);
     let mut seen = std::collections::HashSet::new();
     found
         .static_dirs
@@ -256,7 +296,7 @@ mod tests {
     }
 
     fn migrations(dir: &Path) -> Fingerprint {
-        compute(&[dir.to_path_buf()], Kind::Migrations).unwrap()
+        compute(&[dir.to_path_buf()], Scope::All, Kind::Migrations).unwrap()
     }
 
     #[test]
@@ -289,6 +329,51 @@ mod tests {
     }
 
     #[test]
+    fn the_apps_scope_reads_only_their_directories() {
+        let dir = site();
+        let root = dir.path().to_path_buf();
+        write(dir.path(), "not_an_app/sub/migrations/0001_x.py", "a");
+        write(dir.path(), "not_an_app/static/x.css", "a");
+        let apps = [
+            (root.clone(), root.join("django/contrib/auth")),
+            (root.clone(), root.join("pulpcore/app")),
+        ];
+        let roots = [root.clone()];
+        let scoped = compute(&roots, Scope::Apps(&apps), Kind::Migrations).unwrap();
+        assert_eq!(scoped.files, 3, "pulp_file and not_an_app left out");
+        assert_eq!(
+            compute(&roots, Scope::All, Kind::Migrations).unwrap().files,
+            5
+        );
+        // Every app listed: the same fingerprint as the walk of a site without strays.
+        let plain = site();
+        let plain_root = plain.path().to_path_buf();
+        let every_app: Vec<(PathBuf, PathBuf)> =
+            ["django/contrib/auth", "pulpcore/app", "pulp_file/app"]
+                .iter()
+                .map(|app| (plain_root.clone(), plain_root.join(app)))
+                .collect();
+        assert_eq!(
+            compute(
+                &[plain_root.clone()],
+                Scope::Apps(&every_app),
+                Kind::Migrations
+            ),
+            Some(migrations(plain.path()))
+        );
+        let scoped_static: Vec<PathBuf> = static_dirs(&roots, Scope::Apps(&apps))
+            .into_iter()
+            .map(|d| d.dir)
+            .collect();
+        assert_eq!(scoped_static, vec![root.join("pulpcore/app/static")]);
+        assert!(
+            static_dirs(&roots, Scope::All)
+                .iter()
+                .any(|d| d.dir == root.join("not_an_app/static"))
+        );
+    }
+
+    #[test]
     fn no_pulpcore_means_unknown() {
         let dir = tempfile::tempdir().unwrap();
         write(
@@ -296,7 +381,10 @@ mod tests {
             "django/contrib/auth/migrations/0001_initial.py",
             "a",
         );
-        assert_eq!(compute(&[dir.path().to_path_buf()], Kind::Migrations), None);
+        assert_eq!(
+            compute(&[dir.path().to_path_buf()], Scope::All, Kind::Migrations),
+            None
+        );
     }
 
     #[test]
@@ -309,7 +397,7 @@ mod tests {
             "changed",
         );
         let roots = [overlay.path().to_path_buf(), base.path().to_path_buf()];
-        let with_overlay = compute(&roots, Kind::Migrations).unwrap();
+        let with_overlay = compute(&roots, Scope::All, Kind::Migrations).unwrap();
         assert_eq!(with_overlay.files, 4);
         assert_ne!(with_overlay, migrations(base.path()));
     }
@@ -330,7 +418,7 @@ mod tests {
             "rest_framework/static/rest_framework/js/a.js",
             "abc",
         );
-        let dirs = static_dirs(&[dir.path().to_path_buf()]);
+        let dirs = static_dirs(&[dir.path().to_path_buf()], Scope::All);
         let mut listed: Vec<(String, u64)> = dirs.iter().flat_map(|d| d.files.clone()).collect();
         listed.sort();
         assert_eq!(
@@ -354,7 +442,7 @@ mod tests {
             "<svg></svg>",
         );
         let roots = [overlay.path().to_path_buf(), base.path().to_path_buf()];
-        let dirs = static_dirs(&roots);
+        let dirs = static_dirs(&roots, Scope::All);
         assert_eq!(dirs.len(), 1);
         assert!(dirs[0].dir.starts_with(overlay.path()));
         assert_eq!(dirs[0].files, [("pulp/logo.svg".to_string(), 11)]);
@@ -363,7 +451,7 @@ mod tests {
     #[test]
     fn static_files_are_counted_recursively() {
         let dir = site();
-        let before = compute(&[dir.path().to_path_buf()], Kind::Static).unwrap();
+        let before = compute(&[dir.path().to_path_buf()], Scope::All, Kind::Static).unwrap();
         assert_eq!(before.files, 1);
         write(
             dir.path(),
@@ -372,7 +460,7 @@ mod tests {
         );
         assert_ne!(
             before,
-            compute(&[dir.path().to_path_buf()], Kind::Static).unwrap()
+            compute(&[dir.path().to_path_buf()], Scope::All, Kind::Static).unwrap()
         );
     }
 }

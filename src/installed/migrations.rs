@@ -21,6 +21,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::fingerprint::Scope;
 
 /// One installed app with migrations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,68 @@ fn unknown(text: impl Into<String>) -> Unknown {
 
 /// The installed apps that have migrations.
 pub fn installed_apps(roots: &[PathBuf], settings: &AppSettings) -> Result<Vec<App>, Unknown> {
+    apps_with_migrations(roots, &app_entries(roots, settings)?)
+}
+
+/// The installed apps: their `INSTALLED_APPS` entries are read at once
+/// (two or three small files), their migrations only when asked for (every
+/// migration file is read), since a start whose record matches never needs
+/// them.
+#[derive(Debug, Clone)]
+pub struct InstalledApps {
+    roots: Vec<PathBuf>,
+    entries: Result<Vec<String>, Unknown>,
+    /// `(package root, directory)` of each entry found, for [`Scope::Apps`].
+    dirs: Vec<(PathBuf, PathBuf)>,
+    apps: OnceLock<Result<Vec<App>, Unknown>>,
+}
+
+impl InstalledApps {
+    pub fn find(roots: &[PathBuf], settings: &AppSettings) -> InstalledApps {
+        let entries = app_entries(roots, settings);
+        let dirs = entries
+            .iter()
+            .flatten()
+            .filter_map(|entry| locate(roots, entry))
+            .map(|located| (located.root, located.dir))
+            .collect();
+        InstalledApps {
+            roots: roots.to_vec(),
+            entries,
+            dirs,
+            apps: OnceLock::new(),
+        }
+    }
+
+    /// What the fingerprint reads: the apps' directories, or everything
+    /// when the apps are not known.
+    pub fn scope(&self) -> Scope<'_> {
+        match self.entries {
+            Ok(_) => Scope::Apps(&self.dirs),
+            Err(_) => Scope::All,
+        }
+    }
+
+    /// The apps with their migrations, read on the first call.
+    pub fn with_migrations(&self) -> &Result<Vec<App>, Unknown> {
+        self.apps.get_or_init(|| {
+            let apps = match &self.entries {
+                Ok(entries) => apps_with_migrations(&self.roots, entries),
+                Err(why) => Err(why.clone()),
+            };
+            if let Err(why) = &apps {
+                tracing::info!(
+                    "the installed migrations cannot be compared with the database ({why}): Django decides"
+                );
+            }
+            apps
+        })
+    }
+}
+
+/// pulpcore's `INSTALLED_APPS` entries, with the optional apps that are
+/// installed and the enabled plugins' AppConfigs.
+fn app_entries(roots: &[PathBuf], settings: &AppSettings) -> Result<Vec<String>, Unknown> {
     if let Some(name) = settings.overridden {
         return Err(unknown(format!(
             "the settings set {name}, which only Django can resolve"
@@ -90,9 +155,13 @@ pub fn installed_apps(roots: &[PathBuf], settings: &AppSettings) -> Result<Vec<A
         }
         modules.push(plugin_app_config(roots, &name, &target)?);
     }
+    Ok(modules)
+}
+
+fn apps_with_migrations(roots: &[PathBuf], entries: &[String]) -> Result<Vec<App>, Unknown> {
     let mut apps = Vec::new();
-    for entry in modules {
-        if let Some(app) = app(roots, &entry)? {
+    for entry in entries {
+        if let Some(app) = app(roots, entry)? {
             apps.push(app);
         }
     }
@@ -127,25 +196,18 @@ pub fn unapplied(apps: &[App], applied: &HashSet<(String, String)>) -> Vec<Strin
 /// An INSTALLED_APPS entry (a module or an AppConfig class path) as an app,
 /// `None` when it has no migrations package.
 fn app(roots: &[PathBuf], entry: &str) -> Result<Option<App>, Unknown> {
-    let (module, dir, config) = match find_package(roots, entry) {
-        Some(dir) => (entry.to_string(), dir, None),
-        None => {
-            // "pulp_file.app.PulpFilePluginAppConfig": a class in a module.
-            let Some((module, class)) = entry.rsplit_once('.') else {
-                return Ok(None);
-            };
-            let Some(dir) = find_package(roots, module) else {
-                // Not installed (pulpcore would not start either): nothing to wait for.
-                return Ok(None);
-            };
-            (module.to_string(), dir, Some(class.to_string()))
-        }
+    let Some(Located {
+        dir, module, class, ..
+    }) = locate(roots, entry)
+    else {
+        // Not installed (pulpcore would not start either): nothing to wait for.
+        return Ok(None);
     };
     let migrations_dir = dir.join("migrations");
     if !migrations_dir.join("__init__.py").is_file() {
         return Ok(None);
     }
-    let label = app_label(&dir, &module, config.as_deref())?;
+    let label = app_label(&dir, &module, class.as_deref())?;
     let migrations = migrations_in(&migrations_dir)?;
     Ok(Some(App {
         label,
@@ -406,13 +468,48 @@ fn plugin_app_config(roots: &[PathBuf], name: &str, target: &str) -> Result<Stri
         .ok_or_else(fail)
 }
 
+/// The package of an INSTALLED_APPS entry.
+struct Located {
+    /// The package root it is below.
+    root: PathBuf,
+    dir: PathBuf,
+    module: String,
+    /// The AppConfig class an entry like `pulp_file.app.PulpFilePluginAppConfig` names.
+    class: Option<String>,
+}
+
+/// An entry is a module or an AppConfig class path (a class in a module).
+fn locate(roots: &[PathBuf], entry: &str) -> Option<Located> {
+    if let Some((root, dir)) = find_package_in(roots, entry) {
+        return Some(Located {
+            root,
+            dir,
+            module: entry.to_string(),
+            class: None,
+        });
+    }
+    let (module, class) = entry.rsplit_once('.')?;
+    let (root, dir) = find_package_in(roots, module)?;
+    Some(Located {
+        root,
+        dir,
+        module: module.to_string(),
+        class: Some(class.to_string()),
+    })
+}
+
 /// The directory of a package (`a.b` -> `<root>/a/b` with `__init__.py`).
 fn find_package(roots: &[PathBuf], module: &str) -> Option<PathBuf> {
+    find_package_in(roots, module).map(|(_, dir)| dir)
+}
+
+/// The directory of a package and the root it was found in.
+fn find_package_in(roots: &[PathBuf], module: &str) -> Option<(PathBuf, PathBuf)> {
     let relative: PathBuf = module.split('.').collect();
     roots
         .iter()
-        .map(|root| root.join(&relative))
-        .find(|dir| dir.join("__init__.py").is_file())
+        .map(|root| (root.clone(), root.join(&relative)))
+        .find(|(_, dir)| dir.join("__init__.py").is_file())
 }
 
 /// The file of a module: `a/b.py` or `a/b/__init__.py`.
@@ -494,6 +591,44 @@ mod tests {
         write(root, "pulp_file/app/migrations/__init__.py", "");
         write(root, "pulp_file/app/migrations/0001_initial.py", "");
         dir
+    }
+
+    #[test]
+    fn installed_apps_are_located_at_once_and_read_when_asked() {
+        let dir = site();
+        let root = dir.path().to_path_buf();
+        let installed = InstalledApps::find(&[root.clone()], &AppSettings::default());
+        let Scope::Apps(dirs) = installed.scope() else {
+            panic!("the apps are known");
+        };
+        let dirs: Vec<&Path> = dirs.iter().map(|(_, dir)| dir.as_path()).collect();
+        let expected = [
+            "django/contrib/auth",
+            "pulpcore/app",
+            "no_migrations",
+            "storages",
+            "pulp_file/app",
+        ];
+        assert_eq!(
+            dirs,
+            expected
+                .map(|app| root.join(app))
+                .iter()
+                .map(PathBuf::as_path)
+                .collect::<Vec<_>>()
+        );
+        assert!(installed.apps.get().is_none(), "no migration read yet");
+        assert_eq!(
+            installed.with_migrations(),
+            &installed_apps(&[root.clone()], &AppSettings::default())
+        );
+        let overridden = AppSettings {
+            overridden: Some("INSTALLED_APPS"),
+            ..AppSettings::default()
+        };
+        let unknown = InstalledApps::find(&[root], &overridden);
+        assert!(matches!(unknown.scope(), Scope::All));
+        assert!(unknown.with_migrations().is_err());
     }
 
     fn rows(pairs: &[(&str, &str)]) -> HashSet<(String, String)> {

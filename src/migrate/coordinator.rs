@@ -45,7 +45,7 @@ use tracing::{info, warn};
 use super::signing::{self, Signing};
 use super::state::{self, Record};
 use crate::installed::fingerprint::{self, Fingerprint};
-use crate::installed::migrations::{self as installed_migrations, App, Unknown};
+use crate::installed::migrations::{self as installed_migrations, InstalledApps};
 use crate::sourced::Secret;
 
 /// Written into STATIC_ROOT after collectstatic, holding the static-files fingerprint.
@@ -102,8 +102,8 @@ pub struct Plan {
     /// Who this is, recorded in the state table ("pulp-api on host").
     pub who: String,
     pub package_roots: Vec<PathBuf>,
-    /// The installed apps and their migrations, or why they are not known.
-    pub apps: Result<Vec<App>, Unknown>,
+    /// The installed apps; their migrations are read only when needed.
+    pub apps: InstalledApps,
     pub static_root: PathBuf,
     pub default_admin_password: Option<Secret>,
     pub admin_password_file: PathBuf,
@@ -198,7 +198,8 @@ pub async fn prepare(
     plan: &Plan,
 ) -> Result<(), PrepareError> {
     let started = Instant::now();
-    let (migrations, statics) = fingerprint::compute_both(&plan.package_roots, plan.collectstatic);
+    let (migrations, statics) =
+        fingerprint::compute_both(&plan.package_roots, plan.apps.scope(), plan.collectstatic);
     if migrations.is_none() {
         warn!(
             "the installed migrations could not be found (no pulpcore-manager on PATH whose site-packages hold pulpcore/app/migrations): asking Django instead"
@@ -217,11 +218,6 @@ pub async fn prepare(
         statics: statics.as_ref(),
     };
     // Without a fingerprint `needs.migrate` is always true: doubt never becomes "done".
-    if let Err(why) = &plan.apps {
-        info!(
-            "the installed migrations cannot be compared with the database ({why}): Django decides"
-        );
-    }
     let mut needs = check.needs(&watch.client).await?;
     info!(
         phase = "check",
@@ -358,7 +354,7 @@ impl Checker<'_> {
                 return Ok(MigrationState::Recorded);
             }
         }
-        let Ok(apps) = &self.plan.apps else {
+        let Ok(apps) = self.plan.apps.with_migrations() else {
             return Ok(MigrationState::Unknown);
         };
         let rows = state::applied_migration_rows(client)

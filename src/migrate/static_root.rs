@@ -5,15 +5,17 @@
 //! It does when the entrypoint's collectstatic marker matches this code, or
 //! when the files are there: each app `static` directory either complete
 //! below STATIC_ROOT (every file at the same relative path, with the same
-//! size) or entirely absent. Absent ones are taken as apps Django does not
-//! load: the walk finds every `static` directory installed, and pulpcore
-//! loads neither django.contrib.admin nor gis, whose files Django ships.
+//! size) or entirely absent. The directories are the installed apps' own
+//! when those are known (what collectstatic copies); otherwise the walk
+//! finds every `static` directory installed, and absent ones are taken as
+//! apps Django does not load (pulpcore loads neither django.contrib.admin
+//! nor gis, whose files Django ships).
 //! Sizes, not contents: a stat per file keeps the check to a millisecond.
 
 use std::path::{Path, PathBuf};
 
 use super::coordinator::STATIC_MARKER;
-use crate::installed::fingerprint::{self, Kind, StaticDir};
+use crate::installed::fingerprint::{self, Kind, Scope, StaticDir};
 
 /// What an unwritable STATIC_ROOT holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,14 +28,14 @@ pub enum Contents {
     Missing { example: Option<String> },
 }
 
-pub fn contents(static_root: &Path, roots: &[PathBuf]) -> Contents {
-    let compared = compare(static_root, &fingerprint::static_dirs(roots));
+pub fn contents(static_root: &Path, roots: &[PathBuf], scope: Scope) -> Contents {
+    let compared = compare(static_root, &fingerprint::static_dirs(roots, scope));
     if compared.complete_dirs > 0 && compared.first_missing.is_none() {
         return Contents::Files {
             files: compared.files,
         };
     }
-    if marker_matches(static_root, roots) {
+    if marker_matches(static_root, roots, scope) {
         return Contents::Marker;
     }
     Contents::Missing {
@@ -84,11 +86,11 @@ fn compare(static_root: &Path, dirs: &[StaticDir]) -> Compared {
 
 /// The marker is read first: the fingerprint reads every static file, and
 /// only a STATIC_ROOT the entrypoint once collected into has one.
-fn marker_matches(static_root: &Path, roots: &[PathBuf]) -> bool {
+fn marker_matches(static_root: &Path, roots: &[PathBuf], scope: Scope) -> bool {
     let Ok(text) = std::fs::read_to_string(static_root.join(STATIC_MARKER)) else {
         return false;
     };
-    fingerprint::compute(roots, Kind::Static).is_some_and(|print| print.hex == text.trim())
+    fingerprint::compute(roots, scope, Kind::Static).is_some_and(|print| print.hex == text.trim())
 }
 
 #[cfg(test)]
@@ -139,7 +141,7 @@ mod tests {
         let site = site();
         let root = collected(site.path());
         assert_eq!(
-            contents(root.path(), &[site.path().to_path_buf()]),
+            contents(root.path(), &[site.path().to_path_buf()], Scope::All),
             Contents::Files { files: 3 }
         );
     }
@@ -154,7 +156,7 @@ mod tests {
             "n",
         );
         assert_eq!(
-            contents(root.path(), &[site.path().to_path_buf()]),
+            contents(root.path(), &[site.path().to_path_buf()], Scope::All),
             Contents::Missing {
                 example: Some("rest_framework/js/new.js".into())
             }
@@ -163,7 +165,7 @@ mod tests {
         write(root.path(), "rest_framework/js/new.js", "n");
         write(root.path(), "import_export/i.css", "changed size");
         assert_eq!(
-            contents(root.path(), &[site.path().to_path_buf()]),
+            contents(root.path(), &[site.path().to_path_buf()], Scope::All),
             Contents::Missing {
                 example: Some("import_export/i.css".into())
             }
@@ -174,13 +176,13 @@ mod tests {
     fn an_empty_static_root_is_missing() {
         let site = site();
         let root = tempfile::tempdir().unwrap();
-        let found = contents(root.path(), &[site.path().to_path_buf()]);
+        let found = contents(root.path(), &[site.path().to_path_buf()], Scope::All);
         assert!(
             matches!(found, Contents::Missing { example: Some(_) }),
             "{found:?}"
         );
         assert_eq!(
-            contents(root.path(), &[]),
+            contents(root.path(), &[], Scope::All),
             Contents::Missing { example: None },
             "no installed static files found: nothing proves they are there"
         );
@@ -191,12 +193,12 @@ mod tests {
         let site = site();
         let root = tempfile::tempdir().unwrap();
         let roots = [site.path().to_path_buf()];
-        let print = fingerprint::compute(&roots, Kind::Static).unwrap();
+        let print = fingerprint::compute(&roots, Scope::All, Kind::Static).unwrap();
         write(root.path(), STATIC_MARKER, &format!("{}\n", print.hex));
-        assert_eq!(contents(root.path(), &roots), Contents::Marker);
+        assert_eq!(contents(root.path(), &roots, Scope::All), Contents::Marker);
         write(root.path(), STATIC_MARKER, "another code's fingerprint");
         assert!(matches!(
-            contents(root.path(), &roots),
+            contents(root.path(), &roots, Scope::All),
             Contents::Missing { .. }
         ));
     }
