@@ -130,6 +130,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             error.exit_code()
         }
     };
+    // The last log lines, which a stalled stderr may still hold back.
+    crate::logging::flush(crate::logging::FLUSH_LIMIT);
     match (legacy, code) {
         (true, 0) => 0,
         (true, _) => exit::LEGACY_FAILURE,

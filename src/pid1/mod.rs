@@ -168,6 +168,8 @@ impl Init {
             return Err(Pid1Error::Stopped { signal, program });
         }
         let took_terminal = spawn::should_take_terminal();
+        // The child writes to our stderr directly: our lines go first.
+        crate::logging::flush(crate::logging::FLUSH_LIMIT);
         let child = spawn::spawn(command, took_terminal)?;
         let pid = Pid::from_raw(child.id() as i32);
         // Never waited on through `child`: reaping goes through waitpid(-1).
@@ -346,6 +348,8 @@ pub fn release_early_signals() {
 
 /// Replace this process with `command` (execvp). Returns only on failure.
 pub fn exec(command: Command) -> Pid1Error {
+    // Queued log lines would go with this process image.
+    crate::logging::flush(crate::logging::FLUSH_LIMIT);
     spawn::exec(command)
 }
 

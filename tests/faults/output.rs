@@ -59,6 +59,15 @@ impl Setup {
 
     /// `supervise`, its stdout the FIFO (stderr stays a file).
     fn spawn(&self) -> Running {
+        self.spawn_into_fifo(r#"exec "$@" > "$0""#)
+    }
+
+    /// `supervise`, its stderr (where its own log lines go) the FIFO.
+    fn spawn_with_stderr_into_fifo(&self) -> Running {
+        self.spawn_into_fifo(r#"exec "$@" 2> "$0""#)
+    }
+
+    fn spawn_into_fifo(&self, script: &str) -> Running {
         let fifo = self.path("stdout");
         let mut command = TestCommand::new();
         command
@@ -67,7 +76,7 @@ impl Setup {
             .launched_by([
                 OsStr::new("sh"),
                 OsStr::new("-c"),
-                OsStr::new(r#"exec "$@" > "$0""#),
+                OsStr::new(script),
                 fifo.as_os_str(),
             ]);
         command.spawn()
@@ -146,6 +155,38 @@ command = ["yes", "hello from a chatty service"]
         finished.stderr.matches("stdout is not being read").count(),
         1,
         "{finished}"
+    );
+    drop(reader);
+}
+
+#[test]
+fn a_stalled_stderr_does_not_keep_supervise_from_stopping_within_its_grace() {
+    // The service fills stderr, so the entrypoint's own log lines (SIGTERM,
+    // every service stopping) find it full: they must not hold up the stop.
+    let setup = Setup::new(&format!(
+        r#"stop_grace = "3s"
+{NO_PULP}
+[[service]]
+name = "chatty"
+command = ["sh", "-c", "exec yes 'hello on stderr' >&2"]
+"#
+    ));
+    let reader = setup.reader();
+    let mut supervise = setup.spawn_with_stderr_into_fifo();
+    wait_until_full(&reader);
+    wait_until("chatty to run", WAIT_LIMIT, || {
+        service_state(&setup.path("status.json"), "chatty").as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let signalled = Instant::now();
+    supervise.signal(Signal::SIGTERM);
+    let finished = supervise.wait_at_most(Duration::from_secs(5));
+    let took = signalled.elapsed();
+    finished.assert_code(0);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} after SIGTERM: {finished}"
     );
     drop(reader);
 }
