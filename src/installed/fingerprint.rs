@@ -355,7 +355,7 @@ mod tests {
                 .collect();
         assert_eq!(
             compute(
-                &[plain_root.clone()],
+                std::slice::from_ref(&plain_root),
                 Scope::Apps(&every_app),
                 Kind::Migrations
             ),

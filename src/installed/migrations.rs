@@ -597,7 +597,7 @@ mod tests {
     fn installed_apps_are_located_at_once_and_read_when_asked() {
         let dir = site();
         let root = dir.path().to_path_buf();
-        let installed = InstalledApps::find(&[root.clone()], &AppSettings::default());
+        let installed = InstalledApps::find(std::slice::from_ref(&root), &AppSettings::default());
         let Scope::Apps(dirs) = installed.scope() else {
             panic!("the apps are known");
         };
@@ -620,7 +620,7 @@ mod tests {
         assert!(installed.apps.get().is_none(), "no migration read yet");
         assert_eq!(
             installed.with_migrations(),
-            &installed_apps(&[root.clone()], &AppSettings::default())
+            &installed_apps(std::slice::from_ref(&root), &AppSettings::default())
         );
         let overridden = AppSettings {
             overridden: Some("INSTALLED_APPS"),
