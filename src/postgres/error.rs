@@ -220,6 +220,15 @@ fn describe_io(error: &io::Error) -> String {
     }
 }
 
+/// A failed query in one line: the server's message and SQLSTATE, or what
+/// went wrong on the way ("connection closed").
+pub fn describe_query_error(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => one_line(&format!("{} (SQLSTATE {})", db.message(), db.code().code())),
+        None => one_line(&chain(error)),
+    }
+}
+
 /// The error and its causes, joined with ": ", skipping a cause whose text
 /// is already included (io::Error repeats its inner error's text).
 fn chain(error: &dyn StdError) -> String {

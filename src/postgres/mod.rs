@@ -5,11 +5,13 @@
 //! - `tls`: what a TLS handshake accepts for each sslmode;
 //! - `error`: one failed attempt, classified (retry, give up, grace);
 //! - `connect`: one login, with a task forwarding LISTEN/NOTIFY notifications;
+//! - `pooler`: whether a connection goes through a pooler such as PgBouncer;
 //! - `wait`: the retry loop with backoff, timeout and one-line errors.
 
 mod connect;
 mod endpoint;
 mod error;
+mod pooler;
 mod resolve;
 mod tls;
 mod wait;
@@ -18,7 +20,8 @@ use std::time::Duration;
 
 pub use connect::{Connected, Connector, DEFAULT_ATTEMPT_TIMEOUT, connect};
 pub use endpoint::{DEFAULT_SOCKET_DIR, Endpoint};
-pub use error::{ConnectError, ErrorKind, kind_of_sqlstate};
+pub use error::{ConnectError, ErrorKind, describe_query_error, kind_of_sqlstate};
+pub use pooler::{Pooler, Route, detect_route};
 pub use wait::{APPLICATION_NAME, WaitError, wait_for_postgres};
 
 /// How long and how to wait.
