@@ -9,14 +9,25 @@
 //!    with `PULP_SIGNING_KEY_FINGERPRINT`, each signing service (of those whose
 //!    script exists) that has no row in `core_signingservice`.
 //!    Nothing needed: done, no Python started, no lock taken.
-//! 2. Otherwise try for the advisory lock on a connection of its own, while
-//!    a second connection LISTENs: a notification (or the slow safety poll)
-//!    makes the waiter look again, and if another replica has done the work
-//!    it goes on without the lock. Every few seconds it logs who holds the
-//!    lock and for how long. A dead holder's session ends, PostgreSQL frees
-//!    the lock, and a waiter's next try (every second) takes it.
+//! 2. Otherwise try for the advisory lock every second, in a transaction of
+//!    its own on a connection of its own (`state::try_lock`), while a second
+//!    connection LISTENs: a notification (or the next try) makes the waiter
+//!    look again, and if another replica has done the work it goes on
+//!    without the lock. Every few seconds it logs who holds the lock and for
+//!    how long. A dead holder's transaction ends with its connection,
+//!    PostgreSQL frees the lock, and a waiter's next try takes it.
 //! 3. Holding the lock, look again (the previous holder may have done it),
-//!    run what is still needed, record it, NOTIFY, release.
+//!    run what is still needed, record it, NOTIFY, release. Every query
+//!    runs on the second connection: the lock's transaction runs nothing
+//!    after taking the lock (see `state::try_lock`).
+//!
+//! Through a connection pooler (PgBouncer; `postgres::detect_route` tells,
+//! from the process id the login announced) the same lock works in session
+//! and transaction pooling, since an open transaction keeps its server
+//! connection. LISTEN does not survive transaction pooling (the server
+//! connection that listens goes back to the pool), so with a pooler nothing
+//! LISTENs and waiters rely on their polls. Statement pooling refuses the
+//! lock's transaction (and Django's): one line says so, with the fix.
 //!
 //! Migrations applied by someone else (a Job running plain `pulpcore-manager
 //! migrate`) count as well: when the record does not match, the migration
@@ -46,6 +57,7 @@ use super::signing::{self, Signing};
 use super::state::{self, Record};
 use crate::installed::fingerprint::{self, Fingerprint};
 use crate::installed::migrations::{self as installed_migrations, InstalledApps};
+use crate::postgres::{self, Route};
 use crate::sourced::Secret;
 
 /// Written into STATIC_ROOT after collectstatic, holding the static-files fingerprint.
@@ -118,11 +130,16 @@ pub struct Plan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    #[error("database query failed during {step}: {source}")]
+    #[error(
+        "database query failed during {step}: {}{hint}",
+        postgres::describe_query_error(.source)
+    )]
     Database {
         step: &'static str,
         #[source]
         source: tokio_postgres::Error,
+        /// What to do about it, with its leading "; ", or empty.
+        hint: &'static str,
     },
     #[error("{0}")]
     Connect(String),
@@ -156,7 +173,11 @@ pub enum PrepareError {
 }
 
 fn db(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PrepareError {
-    move |source| PrepareError::Database { step, source }
+    move |source| PrepareError::Database {
+        step,
+        source,
+        hint: "",
+    }
 }
 
 /// What is still to do.
@@ -206,11 +227,23 @@ pub async fn prepare(
         );
     }
     let mut watch = connect.open("watch").await?;
-    watch
-        .client
-        .batch_execute(&format!("LISTEN {}", state::CHANNEL))
+    let route = postgres::detect_route(&watch.client)
         .await
-        .map_err(db("LISTEN"))?;
+        .map_err(db("asking for the backend's process id"))?;
+    match &route {
+        Route::Direct => watch
+            .client
+            .batch_execute(&format!("LISTEN {}", state::CHANNEL))
+            .await
+            .map_err(db("LISTEN"))?,
+        Route::Pooler(pooler) => info!(
+            "PostgreSQL is reached through a connection pooler such as PgBouncer (the login announced process {}, queries run in backend {}): the setup lock is held by a transaction of its own, which works with session and transaction pooling (not statement pooling), and waiting replicas poll every second instead of using LISTEN",
+            pooler.announced_pid, pooler.backend_pid
+        ),
+        Route::Unknown(reason) => info!(
+            "could not tell whether PostgreSQL is reached through a connection pooler ({reason}): waiting replicas poll every second instead of using LISTEN"
+        ),
+    }
 
     let check = Checker {
         plan,
@@ -254,7 +287,7 @@ pub async fn prepare(
     }
 
     let lock_started = Instant::now();
-    let Some(lock) = acquire_lock(connect, &check, &mut watch, manager, plan).await? else {
+    let Some(lock) = acquire_lock(connect, &check, &mut watch, manager, plan, &route).await? else {
         info!(
             phase = "lock",
             duration_ms = lock_started.elapsed().as_millis() as u64,
@@ -267,9 +300,9 @@ pub async fn prepare(
         duration_ms = lock_started.elapsed().as_millis() as u64,
         "holding the setup lock"
     );
-    let result = run_under_lock(&check, &lock.client, manager, plan).await;
-    // Closing the session would free it too; unlock explicitly to be prompt.
-    let _ = state::unlock(&lock.client).await;
+    let result = run_under_lock(&check, &watch.client, manager, plan).await;
+    // Closing the session would free it too; end the transaction to be prompt.
+    let _ = state::release(&lock.client).await;
     result
 }
 
@@ -627,6 +660,7 @@ async fn acquire_lock(
     watch: &mut Session,
     manager: &mut impl Manager,
     plan: &Plan,
+    route: &Route,
 ) -> Result<Option<Session>, PrepareError> {
     let lock = connect.open("lock").await?;
     let started = Instant::now();
@@ -639,7 +673,7 @@ async fn acquire_lock(
     loop {
         if state::try_lock(&lock.client)
             .await
-            .map_err(db("taking the setup lock"))?
+            .map_err(|source| lock_failed(source, route))?
         {
             return Ok(Some(lock));
         }
@@ -663,6 +697,21 @@ async fn acquire_lock(
         if !check.needs(&watch.client).await?.any() {
             return Ok(None);
         }
+    }
+}
+
+/// The lock's transaction failed. Behind a pooler that is most likely
+/// statement pooling, which refuses transactions (its message says so).
+fn lock_failed(source: tokio_postgres::Error, route: &Route) -> PrepareError {
+    PrepareError::Database {
+        step: "taking the setup lock",
+        source,
+        hint: match route {
+            Route::Direct => "",
+            Route::Pooler(_) | Route::Unknown(_) => {
+                "; the setup lock needs a transaction, which a connection pooler in statement mode refuses (so does Django's migrate): give Pulp's database a pool in transaction or session mode, or point DATABASES at PostgreSQL itself"
+            }
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod http;
 mod output;
+mod pgbouncer;
 mod pid1;
 #[path = "../support/mod.rs"]
 mod support;

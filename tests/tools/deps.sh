@@ -31,6 +31,8 @@ command -v podman >/dev/null || _pe_missing+=(podman)
 command -v runc >/dev/null || _pe_missing+=(runc)
 command -v debootstrap >/dev/null || _pe_missing+=(debootstrap)
 python3 -c 'import ensurepip' 2>/dev/null || _pe_missing+=(python3-venv)
+# tests/faults/pgbouncer.rs runs a real PgBouncer (Debian's, in /usr/sbin) in front of PostgreSQL.
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || _pe_missing+=(pgbouncer)
 if [ "${#_pe_missing[@]}" -gt 0 ]; then
     echo "deps: installing ${_pe_missing[*]} with apt-get" >&2
     _pe_root apt-get update -qq >&2
