@@ -235,6 +235,10 @@ pub const LINK_NAMES: &[(&str, &str)] = &[
     ("wait_on_postgres.py", "wait-postgres"),
     ("wait_on_database_migrations.sh", "wait-migrations"),
     ("readyz.py", "probe"),
+    // The compose file's one-shot services: wait for migrations, then the admin password
+    // and the signing services, as `init` (the scripts of the pulp-oci-images).
+    ("set_init_password.sh", "init"),
+    ("add_signing_service.sh", "init"),
 ];
 
 pub fn parse(argv: Vec<OsString>) -> Result<Invocation, CliError> {
