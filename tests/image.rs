@@ -448,9 +448,13 @@ fn links_cover_every_name_the_binary_answers_to() {
     // The legacy readiness probe path of the contract, whether or not the binary knows it yet.
     assert!(names.contains(&"readyz.py"), "links.txt lacks readyz.py");
 
+    // Hard links to the binary (the same inode), not symbolic links: a subPath mount over
+    // one of these paths must replace that path, not the binary (see
+    // `a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone`).
     let image = image();
     let check = format!(
-        "for link in {}; do echo \"$link -> $(readlink \"$link\")\"; done",
+        "for link in /usr/bin/pulp-entrypoint {}; do \
+         if [ -L \"$link\" ]; then echo \"$link symlink\"; else stat -c '%n %i %h' \"$link\"; fi; done",
         links.join(" ")
     );
     let output = run(
@@ -466,11 +470,14 @@ fn links_cover_every_name_the_binary_answers_to() {
         COMMAND_LIMIT,
     )
     .ok("reading the links");
-    let expected: Vec<String> = links
-        .iter()
-        .map(|link| format!("{link} -> /usr/bin/pulp-entrypoint"))
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert_eq!(lines.len(), links.len() + 1, "{output}");
+    let binary_inode = lines[0].split_whitespace().nth(1).unwrap().to_string();
+    let expected: Vec<String> = std::iter::once("/usr/bin/pulp-entrypoint".to_string())
+        .chain(links.iter().cloned())
+        .map(|path| format!("{path} {binary_inode} {}", links.len() + 1))
         .collect();
-    assert_eq!(output.stdout.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(lines, expected, "not all hard links to the binary");
 
     // A link acts as its name: the removed role says what to run instead.
     let removed = run(
@@ -615,6 +622,19 @@ impl Container {
             COMMAND_LIMIT,
         )
         .ok(&format!("starting {role}"));
+        Container { name }
+    }
+
+    /// A detached `podman run` with every argument given: options, the image, its command.
+    fn start_args(what: &str, args: &[String]) -> Container {
+        let name = unique(what);
+        run(
+            podman()
+                .args(["run", "--detach", "--name", &name])
+                .args(args),
+            COMMAND_LIMIT,
+        )
+        .ok(&format!("starting {what}"));
         Container { name }
     }
 
@@ -774,6 +794,52 @@ fn online(status: &Value, kind: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A file in through the API (repository, upload, publication, distribution named `name`),
+/// out of the content app at `content_origin`.
+fn upload_and_serve(api_client: &Api, content_origin: &str, name: &str) {
+    let repository = api_client.call(
+        "POST",
+        "/pulp/api/v3/repositories/file/file/",
+        Body::Json(json!({"name": name})),
+    );
+    let repository_href = repository["pulp_href"].as_str().unwrap().to_string();
+    let upload = tempfile::NamedTempFile::new().unwrap();
+    let payload = format!("hello from the image test {name} {}\n", std::process::id());
+    fs::write(upload.path(), &payload).unwrap();
+    api_client.task(api_client.call(
+        "POST",
+        "/pulp/api/v3/content/file/files/",
+        Body::Form(&[
+            ("file", format!("@{}", upload.path().display())),
+            ("relative_path", "hello.txt".into()),
+            ("repository", repository_href.clone()),
+        ]),
+    ));
+    let publication = api_client.task(api_client.call(
+        "POST",
+        "/pulp/api/v3/publications/file/file/",
+        Body::Json(json!({"repository": repository_href})),
+    ));
+    let distribution = api_client.task(api_client.call(
+        "POST",
+        "/pulp/api/v3/distributions/file/file/",
+        Body::Json(json!({"name": name, "base_path": name, "publication": publication[0]})),
+    ));
+    let base_url = api_client.call("GET", &distribution[0], Body::Empty)["base_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(base_url.starts_with(content_origin), "{base_url}");
+    let (code, body) = http(
+        "GET",
+        &format!("{}/hello.txt", base_url.trim_end_matches('/')),
+        None,
+        Body::Empty,
+    );
+    assert_eq!(code, 200, "content app: {}", String::from_utf8_lossy(&body));
+    assert_eq!(String::from_utf8_lossy(&body), payload);
+}
+
 #[test]
 fn smoke_api_content_and_two_workers_on_a_fresh_database() {
     image();
@@ -859,47 +925,7 @@ fn smoke_api_content_and_two_workers_on_a_fresh_database() {
         origin: origin.clone(),
         auth: format!("admin:{admin_password}"),
     };
-    let repository = api_client.call(
-        "POST",
-        "/pulp/api/v3/repositories/file/file/",
-        Body::Json(json!({"name": "smoke"})),
-    );
-    let repository_href = repository["pulp_href"].as_str().unwrap().to_string();
-    let upload = tempfile::NamedTempFile::new().unwrap();
-    let payload = format!("hello from the image smoke test {}\n", std::process::id());
-    fs::write(upload.path(), &payload).unwrap();
-    api_client.task(api_client.call(
-        "POST",
-        "/pulp/api/v3/content/file/files/",
-        Body::Form(&[
-            ("file", format!("@{}", upload.path().display())),
-            ("relative_path", "hello.txt".into()),
-            ("repository", repository_href.clone()),
-        ]),
-    ));
-    let publication = api_client.task(api_client.call(
-        "POST",
-        "/pulp/api/v3/publications/file/file/",
-        Body::Json(json!({"repository": repository_href})),
-    ));
-    let distribution = api_client.task(api_client.call(
-        "POST",
-        "/pulp/api/v3/distributions/file/file/",
-        Body::Json(json!({"name": "smoke", "base_path": "smoke", "publication": publication[0]})),
-    ));
-    let base_url = api_client.call("GET", &distribution[0], Body::Empty)["base_url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(base_url.starts_with(&content_origin), "{base_url}");
-    let (code, body) = http(
-        "GET",
-        &format!("{}/hello.txt", base_url.trim_end_matches('/')),
-        None,
-        Body::Empty,
-    );
-    assert_eq!(code, 200, "content app: {}", String::from_utf8_lossy(&body));
-    assert_eq!(String::from_utf8_lossy(&body), payload);
+    upload_and_serve(&api_client, &content_origin, "smoke");
     eprintln!(
         "image: file served by the content app {:?} after start",
         started.elapsed()
@@ -1104,6 +1130,783 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     assert_eq!(state, "exited 0", "{}", pulp.logs());
     eprintln!(
         "image: all-in-one container ran and stopped in {:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drop-in for pulp-minimal: the specs of today's deployments, replayed unchanged.
+//
+// The commands, scripts, mounts, environment and security contexts below are built from the
+// sources of the two deployments in use, read at these versions:
+// - pulp-operator 7db462eba9c6 (2026-08-21): controllers/deployment.go (pods, init containers,
+//   probes, the gpg init container), controllers/repo_manager/job.go (migration,
+//   admin-password and signing Jobs), controllers/repo_manager/secret.go and
+//   controllers/settings/secrets.go (settings.py), controllers/utils.go (security context);
+// - pulp-oci-images 981069caf06f (2024-12-10): images/compose/compose.yml, images/compose/test.sh,
+//   images/compose/assets/settings.py, images/assets/* (the scripts' contracts).
+// Kubernetes and compose are played by podman: a Job or an init container is a `podman run`
+// that must exit 0, a pod's container a detached `podman run` with the same command, an exec
+// probe a `podman exec`. What is not replayed is said where it is left out.
+
+/// The replays bind the ports the specs name (24817, 24816) on the host network: one at a time.
+static FIXED_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn fixed_ports() -> std::sync::MutexGuard<'static, ()> {
+    FIXED_PORTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| word.to_string()).collect()
+}
+
+/// A host file at `path` with `text`, readable (and executable) by any UID.
+fn write_file(path: &Path, text: &str, mode: u32) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `podman wait`: the exit code of a container that must end by itself within `limit`.
+fn exit_code(container: &Container, limit: Duration) -> i32 {
+    let waited = run(podman().args(["wait", &container.name]), limit).ok("podman wait");
+    waited.stdout.trim().parse().unwrap_or(-1)
+}
+
+#[test]
+fn shell_tools_and_legacy_paths_of_the_upstream_images() {
+    let image = image();
+    // /bin/sh runs the operator's bash (arrays, [[ ]], brace expansion, which); the pulpcore
+    // scripts are at /usr/local/bin, where the Jobs exec them; static files are collected
+    // into the operator's STATIC_ROOT.
+    let script = r#"
+        mkdir -p /tmp/d/{media,assets,tmp} && ls /tmp/d | tr '\n' ' '; echo
+        A=("x" "y z"); [[ "${A[1]}" == "y z" ]] && echo arrays
+        which pulpcore-api >/dev/null && echo which
+        for c in pulpcore-manager pulpcore-api pulpcore-content pulpcore-worker django-admin gunicorn; do
+            [ -x "/usr/local/bin/$c" ] && [ "$(readlink -f /usr/local/bin/$c)" = "/usr/local/lib/pulp/bin/$c" ] \
+                && echo "/usr/local/bin/$c"
+        done
+        [ -f /var/lib/operator/static/rest_framework/css/bootstrap.min.css ] && echo static
+    "#;
+    let output = run(
+        podman().args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            script,
+        ]),
+        COMMAND_LIMIT,
+    )
+    .ok("the operator's shell features");
+    assert_eq!(
+        output.stdout.lines().collect::<Vec<_>>(),
+        [
+            "assets media tmp ",
+            "arrays",
+            "which",
+            "/usr/local/bin/pulpcore-manager",
+            "/usr/local/bin/pulpcore-api",
+            "/usr/local/bin/pulpcore-content",
+            "/usr/local/bin/pulpcore-worker",
+            "/usr/local/bin/django-admin",
+            "/usr/local/bin/gunicorn",
+            "static",
+        ],
+        "{output}"
+    );
+}
+
+#[test]
+fn a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone() {
+    // The operator mounts its own wait_on_postgres.py (a ConfigMap, subPath) at
+    // /usr/bin/wait_on_postgres.py in worker pods when IPv6 is disabled. A runtime follows a
+    // symbolic link there and mounts over its target, the binary; a hard link is replaced alone.
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = dir.path().join("wait_on_postgres.py");
+    write_file(&probe, "#!/bin/sh\necho mounted-probe\n", 0o755);
+    let output = run(
+        podman()
+            .arg("run")
+            .arg("--rm")
+            .arg("--volume")
+            .arg(format!("{}:/usr/bin/wait_on_postgres.py:ro", probe.display()))
+            .args(["--entrypoint", "/bin/sh", image, "-c"])
+            .arg("/usr/bin/wait_on_postgres.py; /usr/bin/pulp-entrypoint --version; /usr/bin/pulp-resource-manager; echo \"link: $?\""),
+        COMMAND_LIMIT,
+    )
+    .ok("a subPath mount over wait_on_postgres.py");
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{output}");
+    assert_eq!(lines[0], "mounted-probe", "{output}");
+    assert!(
+        lines[1].starts_with("pulp-entrypoint "),
+        "the binary was replaced: {output}"
+    );
+    // Another link still acts as its name (the removed role: exit 64).
+    assert_eq!(lines[2], "link: 64", "{output}");
+}
+
+#[test]
+fn gpg_as_the_operators_signing_init_container_runs_it() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    // A signing key, made in the image (nothing on the host is needed).
+    let made = run(
+        podman()
+            .args(["run", "--rm", "--env", "HOME=/tmp", "--volume"])
+            .arg(format!("{}:/out", dir.path().display()))
+            .args(["--entrypoint", "/bin/sh", image, "-c"])
+            .arg(
+                "set -e; gpg --batch --quiet --passphrase '' --quick-gen-key 'Pulp Test <signing@example.test>' ed25519 sign never; \
+                 gpg --batch --armor --export-secret-keys > /out/signing_service.gpg; \
+                 gpg --with-colons --list-keys | awk -F: '/^fpr/ {print $10; exit}'",
+            ),
+        COMMAND_LIMIT,
+    )
+    .ok("making a signing key with the image's gpg");
+    let fingerprint = made.stdout.trim().to_string();
+    assert_eq!(fingerprint.len(), 40, "{made}");
+    let volume = Volume::new();
+    // setGpgInitContainer: HOME=/var/lib/pulp, the key by subPath, the file-storage volume,
+    // UID 700 with fsGroup 700, every capability dropped, no privilege escalation.
+    let init = "gpg --batch --import /etc/pulp/keys/signing_service.gpg\n\
+                echo \"${PULP_SIGNING_KEY_FINGERPRINT}:6\" | gpg --import-ownertrust\n";
+    let mut args = operator_security();
+    args.extend(strings(&["--env", "HOME=/var/lib/pulp", "--env"]));
+    args.push(format!("PULP_SIGNING_KEY_FINGERPRINT={fingerprint}"));
+    args.push("--volume".into());
+    args.push(format!(
+        "{}/signing_service.gpg:/etc/pulp/keys/signing_service.gpg:ro",
+        dir.path().display()
+    ));
+    args.push("--volume".into());
+    args.push(volume.mount("/var/lib/pulp"));
+    let imported = run(
+        podman().args(["run", "--rm"]).args(&args).args([
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            init,
+        ]),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(imported.code, Some(0), "{imported}");
+    let listed = run(
+        podman()
+            .args(["run", "--rm"])
+            .args(&args)
+            .args(["--entrypoint", "/bin/sh", image, "-c"])
+            .arg("gpg --with-colons --list-secret-keys; gpg --export-ownertrust"),
+        COMMAND_LIMIT,
+    )
+    .ok("listing the imported key");
+    assert!(
+        listed
+            .stdout
+            .contains(&format!("fpr:::::::::{fingerprint}:")),
+        "{listed}"
+    );
+    assert!(
+        listed.stdout.contains(&format!("{fingerprint}:6:")),
+        "{listed}"
+    );
+}
+
+#[test]
+fn route_paths_prints_the_plugins_paths_as_the_operator_reads_them() {
+    let image = image();
+    // A plugin package with a webserver snippet, on PYTHONPATH: what route_paths.py reads of
+    // pulp_container, pulp_python, ... (the minimal image's pulp_file has no snippet).
+    let dir = tempfile::tempdir().unwrap();
+    let snippets = dir.path().join("pulp_routetest/app/webserver_snippets");
+    fs::create_dir_all(&snippets).unwrap();
+    for sub in [
+        "",
+        "pulp_routetest",
+        "pulp_routetest/app",
+        "pulp_routetest/app/webserver_snippets",
+    ] {
+        fs::set_permissions(dir.path().join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    write_file(&dir.path().join("pulp_routetest/__init__.py"), "", 0o644);
+    write_file(
+        &snippets.join("nginx.conf"),
+        r#"# served by the api
+location /v2/ {
+    proxy_set_header Host $http_host;  # a comment
+    proxy_pass http://pulp-api;
+    client_max_body_size 0;
+}
+
+location pulp/routetest_files/ {
+    rewrite ^/pulp/routetest_files/(.*)$ "/pulp/content/$1" break;
+    proxy_pass http://pulp-content;
+}
+"#,
+        0o644,
+    );
+    let listed = run(
+        podman()
+            .args([
+                "run",
+                "--rm",
+                "--env",
+                "PYTHONPATH=/opt/plugins",
+                "--volume",
+            ])
+            .arg(format!("{}:/opt/plugins:ro", dir.path().display()))
+            .args(["--entrypoint", "/usr/bin/route_paths.py", image, "example"]),
+        COMMAND_LIMIT,
+    )
+    .ok("route_paths.py");
+    let routes: Value = serde_json::from_str(&listed.stdout)
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {listed}"));
+    assert_eq!(
+        routes,
+        json!([
+            {"name": "example-routetest-v2", "path": "/v2/", "targetPort": "api-24817",
+             "serviceName": "example-api-svc"},
+            {"name": "example-routetest-pulp-routetest-files2", "path": "/pulp/routetest_files",
+             "targetPort": "content-24816", "serviceName": "example-content-svc",
+             "rewrite": "/pulp/content/$1"},
+            {"name": "example-routetest-pulp-routetest-files", "path": "/pulp/routetest_files/",
+             "targetPort": "content-24816", "serviceName": "example-content-svc",
+             "rewrite": "/pulp/content/$1"},
+        ]),
+        "{listed}"
+    );
+    // The image itself: no plugin with a snippet, an empty list.
+    let own = run(
+        podman().args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/usr/bin/route_paths.py",
+            image,
+            "example",
+        ]),
+        COMMAND_LIMIT,
+    )
+    .ok("route_paths.py in the image as it is");
+    assert_eq!(own.stdout.trim(), "[]", "{own}");
+}
+
+/// controllers/utils.go SetDefaultSecurityContext with the pods' runAsUser 700 and fsGroup
+/// 700 (the primary group then comes from the image's /etc/passwd: 0).
+fn operator_security() -> Vec<String> {
+    strings(&[
+        "--user",
+        "700",
+        "--group-add",
+        "700",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    ])
+}
+
+/// The settings.py the operator writes (pulpServerSecret: the default settings sorted, then
+/// DATABASES as databaseSettings writes it, with single quotes and PORT as a string, then
+/// TOKEN_SERVER and SECRET_KEY), for a Pulp named `example` without cache or object storage.
+fn operator_settings(pg: &Postgres, root_url: &str) -> String {
+    format!(
+        r#"# This file is managed by Pulp operator.
+# Any changes will be overwritten.
+ANSIBLE_API_HOSTNAME = "{root_url}"
+ANSIBLE_CERTS_DIR = "/etc/pulp/keys/"
+CONTENT_ORIGIN = "{root_url}"
+DB_ENCRYPTION_KEY = "/etc/pulp/keys/database_fields.symmetric.key"
+PRIVATE_KEY_PATH = "/etc/pulp/keys/container_auth_private_key.pem"
+PUBLIC_KEY_PATH = "/etc/pulp/keys/container_auth_public_key.pem"
+STATIC_ROOT = "/var/lib/operator/static/"
+TOKEN_AUTH_DISABLED = False
+TOKEN_SIGNATURE_ALGORITHM = "ES256"
+DATABASES = {{
+  'default': {{
+    'HOST': '127.0.0.1',
+    'ENGINE': 'django.db.backends.postgresql_psycopg2',
+    'NAME': 'pulp',
+    'USER': 'pulp',
+    'PASSWORD': '{password}',
+    'PORT': '{port}',
+    'CONN_MAX_AGE': 0,
+    'OPTIONS': {{ 'sslmode': 'prefer' }},
+  }}
+}}
+TOKEN_SERVER = "http://example-api-svc.pulp.svc.cluster.local:24817/token/"
+SECRET_KEY = "operator-replay-secret-key"
+"#,
+        password = pg.password,
+        port = pg.port,
+    )
+}
+
+/// The two scripts the api and content containers run (`command: ["/bin/sh"]`, args `-c`
+/// SCRIPT) from pulpcoreApiContainerArgs/pulpcoreContentContainerArgs, with `bind`.
+fn operator_server_script(api: bool, bind: &str) -> String {
+    let (server, fallback, workers) = if api {
+        (
+            "pulpcore-api",
+            r#"("gunicorn" "pulpcore.app.wsgi:application" "--name" "pulp-api")"#,
+            "PULP_API_WORKERS",
+        )
+    } else {
+        (
+            "pulpcore-content",
+            r#"("gunicorn" "pulpcore.content:server" "--worker-class" "aiohttp.GunicornWebWorker" "--name" "pulp-content")"#,
+            "PULP_CONTENT_WORKERS",
+        )
+    };
+    let var = if api {
+        "PULP_API_ENTRYPOINT"
+    } else {
+        "PULP_CONTENT_ENTRYPOINT"
+    };
+    format!(
+        "if which {server}\nthen\n  {var}=(\"{server}\")\nelse\n  {var}={fallback}\nfi\n\
+         exec \"${{{var}[@]}}\" \\\n--bind \"{bind}\" \\\n--timeout \"${{PULP_GUNICORN_TIMEOUT}}\" \\\n\
+         --workers \"${{{workers}}}\" \\\n--access-logformat \"${{PULP_GUNICORN_ACCESS_LOGFORMAT}}\" \\\n\
+         --access-logfile -"
+    )
+}
+
+#[test]
+fn pulp_operator_jobs_and_pods_run_unchanged() {
+    image();
+    let _ports = fixed_ports();
+    let started = Instant::now();
+    let pg = Postgres::start();
+    let root_url = "http://127.0.0.1:24816";
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    write_file(
+        &dir.path().join("settings.py"),
+        &operator_settings(&pg, root_url),
+        0o644,
+    );
+    {
+        use base64::Engine;
+        let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ 0xa5);
+        let key = base64::engine::general_purpose::URL_SAFE.encode(key);
+        write_file(&dir.path().join("key"), &key, 0o644);
+    }
+    let admin_password = "operator-replay-admin-password";
+    write_file(&dir.path().join("admin-password"), admin_password, 0o644);
+    // The worker probe the operator mounts when ipv6_disabled is set (this replay sets it, so
+    // that the subPath mount is part of it): a stand-in with its contract, a TCP connect to
+    // POSTGRES_SERVICE_HOST:POSTGRES_SERVICE_PORT, exit 0 or 1.
+    write_file(
+        &dir.path().join("wait_on_postgres.py"),
+        "#!/usr/bin/env python3\nimport os, socket, sys\n\
+         address = (os.environ['POSTGRES_SERVICE_HOST'], int(os.environ.get('POSTGRES_SERVICE_PORT', '5432')))\n\
+         try:\n    socket.create_connection(address, timeout=5).close()\nexcept OSError:\n    sys.exit(1)\n\
+         print('Postgres started!')\n",
+        0o755,
+    );
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    // A PersistentVolumeClaim starts empty, and the kubelet gives it to the fsGroup (700) with
+    // the setgid bit: `nocopy`, then that ownership.
+    let volume = Volume::new();
+    let storage = format!("{}:nocopy", volume.mount("/var/lib/pulp"));
+    run(
+        podman()
+            .args(["run", "--rm", "--user", "0", "--volume", &storage])
+            .args(["--entrypoint", "/bin/sh", image(), "-c"])
+            .arg("chown 0:700 /var/lib/pulp && chmod 2775 /var/lib/pulp"),
+        COMMAND_LIMIT,
+    )
+    .ok("preparing the file-storage volume as the kubelet does");
+
+    // Every pod and Job: host network (the Services), the security context, settings.py and
+    // the key by subPath, the PostgreSQL service variables.
+    let mut base = strings(&["--network", "host"]);
+    base.extend(operator_security());
+    base.extend(strings(&[
+        "--env",
+        "POSTGRES_SERVICE_HOST=127.0.0.1",
+        "--env",
+    ]));
+    base.push(format!("POSTGRES_SERVICE_PORT={}", pg.port));
+    base.extend(strings(&["--volume"]));
+    base.push(format!("{}:/etc/pulp/settings.py:ro", file("settings.py")));
+    base.push("--volume".into());
+    base.push(format!(
+        "{}:/etc/pulp/keys/database_fields.symmetric.key:ro",
+        file("key")
+    ));
+    let with_storage = |args: &[String]| -> Vec<String> {
+        let mut all = args.to_vec();
+        all.extend(["--volume".to_string(), storage.clone()]);
+        all
+    };
+    let shell = |script: &str| strings(&["--entrypoint", "/bin/sh", image(), "-c", script]);
+    let pods = with_storage(&base);
+
+    // The init containers of the api, content and worker pods (setInitContainers), started
+    // before the migration Job: they wait for it, as they usually do.
+    let api_init = "mkdir -p /var/lib/pulp/{media,assets,tmp}\n/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
+    let other_init = "/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
+    let inits = [
+        Container::start_args("api-init", &[pods.clone(), shell(api_init)].concat()),
+        Container::start_args("content-init", &[pods.clone(), shell(other_init)].concat()),
+        Container::start_args("worker-init", &[pods.clone(), shell(other_init)].concat()),
+    ];
+
+    // The migration Job (migrationContainer): no file storage, settings and key only.
+    let migration = run(
+        podman().args(["run", "--rm"]).args(&base).args(shell(
+            "/usr/bin/wait_on_postgres.py\n/usr/local/bin/pulpcore-manager migrate --noinput",
+        )),
+        Duration::from_secs(300),
+    );
+    assert_eq!(migration.code, Some(0), "the migration Job: {migration}");
+    for init in &inits {
+        assert_eq!(
+            exit_code(init, COMMAND_LIMIT),
+            0,
+            "{}:\n{}",
+            init.name,
+            init.logs()
+        );
+    }
+    let listed = run(
+        podman().args(["run", "--rm"]).args(&pods).args([
+            "--entrypoint",
+            "/bin/ls",
+            image(),
+            "/var/lib/pulp",
+        ]),
+        COMMAND_LIMIT,
+    )
+    .ok("listing the file storage");
+    assert_eq!(
+        listed.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["assets", "media", "tmp"],
+        "the api init container's mkdir: {listed}"
+    );
+
+    // The admin-password Job (resetAdminPasswordContainer): the password file by subPath.
+    let mut admin_job = base.clone();
+    admin_job.push("--volume".into());
+    admin_job.push(format!(
+        "{}:/etc/pulp/pulp-admin-password:ro",
+        file("admin-password")
+    ));
+    let admin = run(
+        podman().args(["run", "--rm"]).args(&admin_job).args(shell(
+            "/usr/bin/wait_on_postgres.py\n\
+             /usr/bin/wait_on_database_migrations.sh\n\
+             ADMIN_PASSWORD_FILE=/etc/pulp/pulp-admin-password\n\
+             if [[ -f \"$ADMIN_PASSWORD_FILE\" ]]; then\n\
+               echo \"pulp admin can be initialized.\"\n\
+               PULP_ADMIN_PASSWORD=$(cat $ADMIN_PASSWORD_FILE)\n\
+             fi\n\
+             if [ -n \"${PULP_ADMIN_PASSWORD}\" ]; then\n\
+               /usr/local/bin/pulpcore-manager reset-admin-password --password \"${PULP_ADMIN_PASSWORD}\"\n\
+             fi",
+        )),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(admin.code, Some(0), "the admin-password Job: {admin}");
+    assert!(
+        admin.stdout.contains("pulp admin can be initialized."),
+        "{admin}"
+    );
+    eprintln!(
+        "image: operator Jobs and init containers done {:?} after start",
+        started.elapsed()
+    );
+
+    // The pods' containers (setContainers), ipv6_disabled: 0.0.0.0 binds and the worker's
+    // wait_on_postgres.py by subPath.
+    let gunicorn_env = |workers: &str, format: &str| -> Vec<String> {
+        strings(&[
+            "--env",
+            "PULP_GUNICORN_TIMEOUT=90",
+            "--env",
+            workers,
+            "--env",
+            &format!("PULP_GUNICORN_ACCESS_LOGFORMAT={format}"),
+        ])
+    };
+    let mut api_args = pods.clone();
+    api_args.extend(gunicorn_env(
+        "PULP_API_WORKERS=1",
+        r#"pulp [%({correlation-id}o)s]: %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#,
+    ));
+    api_args.extend([
+        "--volume".to_string(),
+        format!(
+            "{}:/etc/pulp/pulp-admin-password:ro",
+            file("admin-password")
+        ),
+    ]);
+    api_args.extend(shell(&operator_server_script(true, "0.0.0.0:24817")));
+    let api = Container::start_args("operator-api", &api_args);
+    let mut content_args = pods.clone();
+    content_args.extend(gunicorn_env(
+        "PULP_CONTENT_WORKERS=1",
+        r#"%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i""#,
+    ));
+    content_args.extend(shell(&operator_server_script(false, "0.0.0.0:24816")));
+    let content = Container::start_args("operator-content", &content_args);
+    let mut worker_args = pods.clone();
+    worker_args.extend([
+        "--volume".to_string(),
+        format!(
+            "{}:/usr/bin/wait_on_postgres.py:ro",
+            file("wait_on_postgres.py")
+        ),
+        "--entrypoint".into(),
+        "/usr/bin/pulp-worker".into(),
+        image().into(),
+    ]);
+    let worker = Container::start_args("operator-worker", &worker_args);
+
+    // Readiness (exec) and liveness (HTTP) probes as setReadinessProbe/setLivenessProbe.
+    let probe = |container: &Container, command: &[&str]| -> Output {
+        run(
+            podman().args(["exec", &container.name]).args(command),
+            COMMAND_LIMIT,
+        )
+    };
+    for (container, command) in [
+        (&api, &["/usr/bin/readyz.py", "/pulp/api/v3/status/"][..]),
+        (&content, &["/usr/bin/readyz.py", "/pulp/content/"][..]),
+        (&worker, &["/usr/bin/wait_on_postgres.py"][..]),
+    ] {
+        wait_for(
+            &format!("the readiness probe of {}", container.name),
+            Duration::from_secs(180),
+            || {
+                let state = container.inspect("{{.State.Status}}");
+                assert_eq!(
+                    state,
+                    "running",
+                    "{} ended:\n{}",
+                    container.name,
+                    container.logs()
+                );
+                (probe(container, command).code == Some(0)).then_some(())
+            },
+        );
+    }
+    let origin = "http://127.0.0.1:24817";
+    let (code, _) = http(
+        "GET",
+        &format!("{origin}/pulp/api/v3/status/"),
+        None,
+        Body::Empty,
+    );
+    assert_eq!(code, 200, "the api's liveness probe");
+    wait_for(
+        "status to list the api, the content app and the worker",
+        COMMAND_LIMIT,
+        || {
+            let (code, body) = http(
+                "GET",
+                &format!("{origin}/pulp/api/v3/status/"),
+                None,
+                Body::Empty,
+            );
+            let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
+            (online(&status, "online_api_apps").len() == 1
+                && online(&status, "online_content_apps").len() == 1
+                && online(&status, "online_workers").len() == 1)
+                .then_some(())
+        },
+    );
+    // The admin password the Job set; a file in through the API, out of the content app.
+    let api_client = Api {
+        origin: origin.into(),
+        auth: format!("admin:{admin_password}"),
+    };
+    upload_and_serve(&api_client, root_url, "operator");
+    eprintln!(
+        "image: operator replay served a file {:?} after start",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn pulp_oci_images_compose_services_run_unchanged() {
+    image();
+    let _ports = fixed_ports();
+    let started = Instant::now();
+    let pg = Postgres::start();
+    // images/compose/assets/settings.py, the database pointed at the throwaway PostgreSQL
+    // (compose's postgres service). Not replayed: Redis (no stand-in yet: CACHE_ENABLED is
+    // False here) and pulp-web's nginx (status is read from the api directly); replicas: one
+    // api and one content app (on the host network two would share a port), two workers.
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let certs = dir.path().join("certs");
+    fs::create_dir(&certs).unwrap();
+    fs::set_permissions(&certs, fs::Permissions::from_mode(0o755)).unwrap();
+    write_file(
+        &dir.path().join("settings.py"),
+        &format!(
+            r#"SECRET_KEY = "aabbcc"
+CONTENT_ORIGIN = "http://pulp_content:24816"
+DATABASES = {{"default": {{"HOST": "127.0.0.1", "ENGINE": "django.db.backends.postgresql", "NAME": "pulp", "USER": "pulp", "PASSWORD": "{password}", "PORT": "{port}", "CONN_MAX_AGE": 0, "OPTIONS": {{"sslmode": "prefer"}}}}}}
+CACHE_ENABLED = False
+REDIS_HOST = "redis"
+REDIS_PORT = 6379
+REDIS_PASSWORD = ""
+ANSIBLE_API_HOSTNAME = "http://pulp_api:24817"
+ANSIBLE_CONTENT_HOSTNAME = "http://pulp_content:24816/pulp/content"
+ALLOWED_IMPORT_PATHS = ["/tmp"]
+ALLOWED_EXPORT_PATHS = ["/tmp"]
+TOKEN_SERVER = "http://pulp_api:24817/token/"
+TOKEN_AUTH_DISABLED = False
+TOKEN_SIGNATURE_ALGORITHM = "ES256"
+PUBLIC_KEY_PATH = "/etc/pulp/keys/container_auth_public_key.pem"
+PRIVATE_KEY_PATH = "/etc/pulp/keys/container_auth_private_key.pem"
+ANALYTICS = False
+STATIC_ROOT = "/var/lib/operator/static/"
+"#,
+            password = pg.password,
+            port = pg.port,
+        ),
+        0o644,
+    );
+    {
+        use base64::Engine;
+        let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(13) ^ 0x3c);
+        let key = base64::engine::general_purpose::URL_SAFE.encode(key);
+        write_file(&certs.join("database_fields.symmetric.key"), &key, 0o644);
+    }
+    let volume = Volume::new();
+    // Every Pulp service: settings.py, the certs directory, the pulp volume.
+    let mut service = strings(&["--network", "host", "--volume"]);
+    service.push(format!(
+        "{}:/etc/pulp/settings.py",
+        dir.path().join("settings.py").display()
+    ));
+    service.push("--volume".into());
+    service.push(format!("{}:/etc/pulp/certs", certs.display()));
+    service.push("--volume".into());
+    service.push(volume.mount("/var/lib/pulp"));
+    let with = |extra: &[&str], command: &[&str]| -> Vec<String> {
+        let mut all = service.clone();
+        all.extend(strings(extra));
+        all.push(image().into());
+        all.extend(strings(command));
+        all
+    };
+
+    // set_init_password_service depends on postgres only: it runs while the migration does.
+    let init_password = Container::start_args(
+        "set-init-password",
+        &with(
+            &["--env", "PULP_DEFAULT_ADMIN_PASSWORD=password"],
+            &["set_init_password.sh"],
+        ),
+    );
+    let migration = run(
+        podman()
+            .args(["run", "--rm"])
+            .args(with(&[], &["pulpcore-manager", "migrate", "--noinput"])),
+        Duration::from_secs(300),
+    );
+    assert_eq!(migration.code, Some(0), "migration_service: {migration}");
+    let signing = run(
+        podman()
+            .args(["run", "--rm"])
+            .args(with(&[], &["sh", "-c", "add_signing_service.sh"])),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(signing.code, Some(0), "signing_key_service: {signing}");
+    assert_eq!(
+        exit_code(&init_password, COMMAND_LIMIT),
+        0,
+        "set_init_password_service:\n{}",
+        init_password.logs()
+    );
+
+    let api = Container::start_args("compose-api", &with(&["--user", "pulp"], &["pulp-api"]));
+    let content = Container::start_args(
+        "compose-content",
+        &with(&["--user", "pulp"], &["pulp-content"]),
+    );
+    let workers = [
+        Container::start_args(
+            "compose-worker1",
+            &with(&["--user", "pulp"], &["pulp-worker"]),
+        ),
+        Container::start_args(
+            "compose-worker2",
+            &with(&["--user", "pulp"], &["pulp-worker"]),
+        ),
+    ];
+    // The healthchecks.
+    for (container, path) in [(&api, "/pulp/api/v3/status/"), (&content, "/pulp/content/")] {
+        wait_for(
+            &format!("the healthcheck of {}", container.name),
+            Duration::from_secs(180),
+            || {
+                let state = container.inspect("{{.State.Status}}");
+                assert_eq!(
+                    state,
+                    "running",
+                    "{} ended:\n{}",
+                    container.name,
+                    container.logs()
+                );
+                let check = run(
+                    podman().args(["exec", &container.name, "readyz.py", path]),
+                    COMMAND_LIMIT,
+                );
+                (check.code == Some(0)).then_some(())
+            },
+        );
+    }
+    // test.sh's checks: migrations applied as seen from the api container, then status.
+    run(
+        podman().args(["exec", &api.name, "/usr/bin/wait_on_database_migrations.sh"]),
+        COMMAND_LIMIT,
+    )
+    .ok("test.sh: wait_on_database_migrations.sh in the api container");
+    let origin = "http://127.0.0.1:24817";
+    wait_for(
+        "status to list the api, the content app and two workers",
+        COMMAND_LIMIT,
+        || {
+            let (code, body) = http(
+                "GET",
+                &format!("{origin}/pulp/api/v3/status/"),
+                None,
+                Body::Empty,
+            );
+            let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
+            // Each gunicorn process of the api and the content app is an app of its own
+            // (compose leaves PULP_API_WORKERS and PULP_CONTENT_WORKERS at 2).
+            (!online(&status, "online_api_apps").is_empty()
+                && !online(&status, "online_content_apps").is_empty()
+                && online(&status, "online_workers").len() == 2)
+                .then_some(())
+        },
+    );
+    // The password set_init_password_service set.
+    let api_client = Api {
+        origin: origin.into(),
+        auth: "admin:password".into(),
+    };
+    let users = api_client.call("GET", "/pulp/api/v3/users/?username=admin", Body::Empty);
+    assert_eq!(users["count"], 1, "{users}");
+    drop(workers);
+    eprintln!(
+        "image: compose replay done {:?} after start",
         started.elapsed()
     );
 }
