@@ -5,6 +5,7 @@
 //! behaves: it never blocks, never panics, never leaks a secret.
 
 mod http;
+mod key;
 mod output;
 mod pgbouncer;
 mod pid1;
