@@ -18,6 +18,9 @@ through build arguments, so the command printed here is all a build needs:
     images/build.py VARIANT --run -- --no-cache         arguments after -- go to the engine
 
 --image, --base and --builder override the variant's values (the tests build on local bases).
+Docker builds with BuildKit (the Containerfile's RUN --mount needs it): the command is
+prefixed with DOCKER_BUILDKIT=1, which Docker 20.10 (Debian 12's docker.io) needs and newer
+docker CLIs with the buildx plugin accept.
 Needs Python 3.11 (tomllib).
 """
 
@@ -116,12 +119,14 @@ def main(argv: list[str]) -> int:
         return 78
     command = build_command(variant, options.engine, options.image, options.base,
                             options.builder, extra)
+    env = {"DOCKER_BUILDKIT": "1"} if options.engine == "docker" else {}
+    shown = " ".join([f"{key}={value}" for key, value in env.items()] + [shlex.join(command)])
     if not options.run:
-        print(shlex.join(command))
+        print(shown)
         return 0
-    print(f"build.py: {shlex.join(command)}", file=sys.stderr)
+    print(f"build.py: {shown}", file=sys.stderr)
     try:
-        os.execvp(command[0], command)
+        os.execvpe(command[0], command, os.environ | env)
     except FileNotFoundError:
         print(f"build.py: {command[0]} is not installed", file=sys.stderr)
         return 127
