@@ -30,6 +30,10 @@ command -v gpg >/dev/null && command -v gpg-agent >/dev/null && command -v gpgco
 command -v podman >/dev/null || _pe_missing+=(podman)
 command -v runc >/dev/null || _pe_missing+=(runc)
 command -v debootstrap >/dev/null || _pe_missing+=(debootstrap)
+# And under Docker Engine: the project's machines come with it (Debian's docker.io, the daemon
+# running); where docker is missing, Debian's package. Its daemon is not started here: the
+# docker tests fail and say so when the CLI cannot reach one.
+command -v docker >/dev/null || _pe_missing+=(docker.io)
 python3 -c 'import ensurepip' 2>/dev/null || _pe_missing+=(python3-venv)
 # tests/faults/pgbouncer.rs runs a real PgBouncer (Debian's, in /usr/sbin) in front of PostgreSQL.
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || _pe_missing+=(pgbouncer)
