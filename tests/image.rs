@@ -1,20 +1,37 @@
-//! The image, in real containers (podman, run as root).
+//! The image, in real containers, under both engines people use: podman and Docker Engine
+//! (both run as root here, as on CI).
 //!
-//! The first test to need it builds the image once for the whole binary: local base images
-//! made with debootstrap (no registry can be reached), then the root Containerfile through
-//! images/build.py, by tests/tools/image.sh. Its caches (the rootfs tarballs, podman's layer
-//! cache, the builder's cargo cache mount) make later runs take seconds. Then:
+//! Every test runs once per engine, as `podman::NAME` and `docker::NAME` (`cargo test --test
+//! image docker::` runs one engine's). The first test of an engine to need the image builds it
+//! once for the whole binary: local base images made with debootstrap (no registry can be
+//! reached), then the root Containerfile through images/build.py, by tests/tools/image.sh
+//! (`--engine docker`: BuildKit, the toolchain copied into the builder base; see there). Its
+//! caches (the rootfs tarballs, each engine's layer cache, the builder's cargo cache mount) make
+//! later runs take seconds. Then:
 //! - the binary in the image is static and small, and alone in a `FROM scratch` image it runs;
 //! - the image's user, directories and links are what deployments expect, also as an
 //!   arbitrary UID in group 0 with a read-only root filesystem;
 //! - with an unreachable database it says so in one line and exits 69 after the timeout;
 //! - the smoke test: pulp-api, pulp-content and two pulp-worker containers from the one image
 //!   on a fresh PostgreSQL, until status lists them all; a file goes in through the API and
-//!   comes out of the content app; an orphan is reaped; `podman stop` ends each in time;
+//!   comes out of the content app; an orphan is reaped; `stop` ends each in time;
 //! - all in one container: `supervise` runs the api, the content app and a worker until status
-//!   lists them, `pulp-entrypoint status` shows them, `podman stop` ends it in time with 0.
+//!   lists them, `pulp-entrypoint status` shows them, `stop` ends it in time with 0;
+//! - the replays of pulp-operator's and pulp-oci-images' specs (below).
 //!
-//! Missing tools are a failure that says to run tests/run.sh, never a skip.
+//! All of them under both engines: the quick checks cost a second or two each, and the
+//! differences that matter to users (a mount over a hard link, what a new volume holds and who
+//! owns it, `--user`, `stop`, host networking, PID 1) are in them. What the engines do
+//! differently, and how the tests meet it: neither starts an init unless told (`--init`), so the
+//! entrypoint is PID 1 under both; `stop` gives 10 s by default under both, and the tests pass
+//! their own grace, as the README tells users to; `docker rm --force` kills at once where podman
+//! needs `--time 0`; docker looks for a `Dockerfile` unless given `--file`; with `--network
+//! host` every container has the host's name under both (Pulp's `{pid}@{hostname}` would
+//! collide: the entrypoint's names are unique); docker's containers get the daemon's open-file
+//! limit, podman's the 1024 of tests/tools/containers.conf.
+//!
+//! Missing tools, or a docker that cannot reach its daemon, are a failure that says what to do,
+//! never a skip.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -27,9 +44,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// The image the tests build and run.
-const IMAGE: &str = "localhost/pulp-entrypoint-test:minimal";
-/// The variant it is built from (images/minimal.toml).
+/// The variant the image is built from (images/minimal.toml).
 const VARIANT: &str = "minimal";
 /// An unprivileged UID the image does not know, as OpenShift assigns.
 const ARBITRARY_UID: &str = "123456";
@@ -56,13 +71,81 @@ fn unique(what: &str) -> String {
     )
 }
 
-fn podman() -> Command {
-    let mut command = Command::new("podman");
-    command.env(
-        "CONTAINERS_CONF",
-        root().join("tests/tools/containers.conf"),
-    );
-    command
+/// The tag of an image the tests build, `localhost/pulp-entrypoint-test:WHAT-CHECKOUT`: each
+/// checkout on the machine (worktrees build different sources) has its own, in each engine's
+/// store, so that two test runs never replace each other's image.
+fn test_tag(what: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    root().hash(&mut hasher);
+    format!(
+        "localhost/pulp-entrypoint-test:{what}-{:012x}",
+        hasher.finish() & 0xffff_ffff_ffff
+    )
+}
+
+/// The container engine a test runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    Podman,
+    Docker,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Podman => "podman",
+            Engine::Docker => "docker",
+        }
+    }
+
+    /// The engine's command line; podman with the project's configuration (runc, ulimits).
+    fn command(self) -> Command {
+        let mut command = Command::new(self.name());
+        if self == Engine::Podman {
+            command.env(
+                "CONTAINERS_CONF",
+                root().join("tests/tools/containers.conf"),
+            );
+        }
+        command
+    }
+
+    /// `rm --force` without a grace period: podman's waits 10 s unless `--time 0`; docker's
+    /// kills at once (and has no `--time`).
+    fn remove_at_once(self) -> Command {
+        let mut command = self.command();
+        command.args(["rm", "--force"]);
+        if self == Engine::Podman {
+            command.args(["--time", "0"]);
+        }
+        command
+    }
+
+    /// `stop` with a grace period: SIGTERM, SIGKILL after `grace` (`-t` in both CLIs).
+    fn stop(self, container: &str, grace: Duration) -> Command {
+        let mut command = self.command();
+        command
+            .args(["stop", "-t"])
+            .arg(grace.as_secs().to_string())
+            .arg(container);
+        command
+    }
+
+    /// The image, built once per test binary and engine; every test that needs it fails if
+    /// the build did.
+    fn image(self) -> &'static str {
+        static PODMAN: OnceLock<Result<String, String>> = OnceLock::new();
+        static DOCKER: OnceLock<Result<String, String>> = OnceLock::new();
+        let built = match self {
+            Engine::Podman => &PODMAN,
+            Engine::Docker => &DOCKER,
+        };
+        match built.get_or_init(|| build_image(self)) {
+            Ok(image) => image,
+            Err(error) => panic!("{error}"),
+        }
+    }
 }
 
 /// What a finished command did.
@@ -141,44 +224,58 @@ fn on_path(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// What the image tests need on the host, or the reason they cannot run.
-fn preflight() -> Result<(), String> {
+/// What the image tests need on the host under `engine`, or the reason they cannot run.
+fn preflight(engine: Engine) -> Result<(), String> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Err(
-            "the image tests run podman and debootstrap as root: run tests/run.sh as root (as CI does)"
-                .into(),
-        );
+        return Err(format!(
+            "the image tests run {} and debootstrap as root: run tests/run.sh as root (as CI does)",
+            engine.name()
+        ));
     }
-    let missing: Vec<&str> = ["podman", "runc", "debootstrap", "curl", "ldd", "initdb"]
-        .into_iter()
+    let engine_tools: &[&str] = match engine {
+        Engine::Podman => &["podman", "runc"],
+        // rustup: the builder base gets the host's toolchain (tests/tools/image.sh).
+        Engine::Docker => &["docker", "rustup"],
+    };
+    let missing: Vec<&str> = engine_tools
+        .iter()
+        .copied()
+        .chain(["debootstrap", "curl", "ldd", "initdb"])
         .filter(|tool| !on_path(tool))
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "missing {} on PATH: run tests/run.sh, which installs them (tests/tools/deps.sh)",
+            "missing {} on PATH: run tests/run.sh, which installs them (tests/tools/deps.sh; \
+             Docker Engine comes with the project's machines: Debian's docker.io)",
             missing.join(", ")
         ));
+    }
+    if engine == Engine::Docker {
+        let info = run(
+            engine
+                .command()
+                .args(["info", "--format", "{{.ServerVersion}}"]),
+            COMMAND_LIMIT,
+        );
+        if info.code != Some(0) {
+            return Err(format!(
+                "docker cannot reach the Docker Engine daemon (start it: `systemctl start docker`, \
+                 or `dockerd &` where there is no systemd):\n{info}"
+            ));
+        }
     }
     Ok(())
 }
 
-/// The image, built once per test binary; every test that needs it fails if the build did.
-fn image() -> &'static str {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    match BUILT.get_or_init(build_image) {
-        Ok(()) => IMAGE,
-        Err(error) => panic!("{error}"),
-    }
-}
-
-fn build_image() -> Result<(), String> {
-    preflight()?;
-    let log = scratch_dir().join("image-build.log");
+fn build_image(engine: Engine) -> Result<String, String> {
+    preflight(engine)?;
+    let image = test_tag(VARIANT);
+    let log = scratch_dir().join(format!("image-build-{}.log", engine.name()));
     let started = Instant::now();
     let output = run(
         Command::new("bash")
             .arg(root().join("tests/tools/image.sh"))
-            .args(["build", VARIANT, IMAGE]),
+            .args(["--engine", engine.name(), "build", VARIANT, &image]),
         BUILD_LIMIT,
     );
     fs::write(&log, format!("{}\n{}", output.stdout, output.stderr)).unwrap();
@@ -186,35 +283,48 @@ fn build_image() -> Result<(), String> {
         let tail: Vec<&str> = output.stderr.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(format!(
-            "building {IMAGE} failed (whole log: {}):\n{}",
+            "building {image} with {} failed (whole log: {}):\n{}",
+            engine.name(),
             log.display(),
             tail.join("\n")
         ));
     }
-    eprintln!("image: {IMAGE} built in {:?}", started.elapsed());
-    Ok(())
+    eprintln!(
+        "image: {image} built with {} in {:?}",
+        engine.name(),
+        started.elapsed()
+    );
+    Ok(image)
 }
 
-/// The binary as the image holds it, copied out once.
-fn binary_from_image() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let image = image();
-        let path = scratch_dir().join("image-pulp-entrypoint");
+/// The binary as the image holds it, copied out once per engine.
+fn binary_from_image(engine: Engine) -> &'static Path {
+    static PODMAN: OnceLock<PathBuf> = OnceLock::new();
+    static DOCKER: OnceLock<PathBuf> = OnceLock::new();
+    let copied = match engine {
+        Engine::Podman => &PODMAN,
+        Engine::Docker => &DOCKER,
+    };
+    copied.get_or_init(|| {
+        let image = engine.image();
+        let path = scratch_dir().join(format!("image-pulp-entrypoint-{}", engine.name()));
         let container = unique("copy");
         run(
-            podman().args(["create", "--name", &container, image]),
+            engine
+                .command()
+                .args(["create", "--name", &container, image]),
             COMMAND_LIMIT,
         )
-        .ok("podman create");
+        .ok("create");
         let copied = run(
-            podman()
+            engine
+                .command()
                 .arg("cp")
                 .arg(format!("{container}:/usr/bin/pulp-entrypoint"))
                 .arg(&path),
             COMMAND_LIMIT,
         );
-        run(podman().args(["rm", &container]), COMMAND_LIMIT).ok("podman rm");
+        run(engine.command().args(["rm", &container]), COMMAND_LIMIT).ok("rm");
         copied.ok("copying the binary out of the image");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         path
@@ -235,9 +345,8 @@ fn has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
-#[test]
-fn binary_in_the_image_is_static_and_small() {
-    let binary = binary_from_image();
+fn binary_in_the_image_is_static_and_small(engine: Engine) {
+    let binary = binary_from_image(engine);
     let bytes = fs::read(binary).unwrap();
     assert!(
         !has_interpreter(&bytes),
@@ -255,9 +364,8 @@ fn binary_in_the_image_is_static_and_small() {
     );
 }
 
-#[test]
-fn binary_runs_alone_in_a_scratch_image() {
-    let binary = binary_from_image();
+fn binary_runs_alone_in_a_scratch_image(engine: Engine) {
+    let binary = binary_from_image(engine);
     let context = tempfile::tempdir().unwrap();
     fs::copy(binary, context.path().join("pulp-entrypoint")).unwrap();
     fs::write(
@@ -265,16 +373,19 @@ fn binary_runs_alone_in_a_scratch_image() {
         "FROM scratch\nCOPY pulp-entrypoint /pulp-entrypoint\nENTRYPOINT [\"/pulp-entrypoint\"]\n",
     )
     .unwrap();
-    let tag = "localhost/pulp-entrypoint-test:scratch";
+    let tag = &test_tag("scratch");
     run(
-        podman()
-            .args(["build", "--quiet", "--tag", tag])
+        engine
+            .command()
+            .args(["build", "--quiet", "--tag", tag, "--file"])
+            // docker looks for a Dockerfile unless told.
+            .arg(context.path().join("Containerfile"))
             .arg(context.path()),
         COMMAND_LIMIT,
     )
     .ok("building the scratch image");
     let version = run(
-        podman().args(["run", "--rm", tag, "--version"]),
+        engine.command().args(["run", "--rm", tag, "--version"]),
         COMMAND_LIMIT,
     )
     .ok("--version in a scratch image");
@@ -282,7 +393,7 @@ fn binary_runs_alone_in_a_scratch_image() {
     // The PID 1 duties need nothing from the image either: the entrypoint runs itself as
     // the child and passes its exit code on.
     let child = run(
-        podman().args([
+        engine.command().args([
             "run",
             "--rm",
             tag,
@@ -300,7 +411,8 @@ fn binary_runs_alone_in_a_scratch_image() {
     let pg = Postgres::start();
     let site = Site::new(&pg, "http://127.0.0.1:24816");
     let wait = run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm", "--network", "host"])
             .args(["--add-host", "pulp-db.image-test:127.0.0.1"])
             .args(site.mounts())
@@ -313,36 +425,44 @@ fn binary_runs_alone_in_a_scratch_image() {
     assert!(wait.stderr.contains("pulp-db.image-test"), "{wait}");
 }
 
-/// A podman volume, removed when dropped.
-struct Volume(String);
+/// A named volume of the engine, removed when dropped.
+struct Volume {
+    engine: Engine,
+    name: String,
+}
 
 impl Volume {
-    fn new() -> Volume {
+    fn new(engine: Engine) -> Volume {
         let name = unique("vol");
-        run(podman().args(["volume", "create", &name]), COMMAND_LIMIT).ok("volume create");
-        Volume(name)
+        run(
+            engine.command().args(["volume", "create", &name]),
+            COMMAND_LIMIT,
+        )
+        .ok("volume create");
+        Volume { engine, name }
     }
 
     fn mount(&self, at: &str) -> String {
-        format!("{}:{at}", self.0)
+        format!("{}:{at}", self.name)
     }
 }
 
 impl Drop for Volume {
     fn drop(&mut self) {
-        let _ = podman()
-            .args(["volume", "rm", "--force", &self.0])
+        let _ = self
+            .engine
+            .command()
+            .args(["volume", "rm", "--force", &self.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
     }
 }
 
-#[test]
-fn image_config_user_and_directories() {
-    let image = image();
+fn image_config_user_and_directories(engine: Engine) {
+    let image = engine.image();
     let inspect = run(
-        podman().args([
+        engine.command().args([
             "image",
             "inspect",
             "--format",
@@ -357,7 +477,7 @@ fn image_config_user_and_directories() {
         r#"["/usr/bin/pulp-entrypoint"] ["pulp-api"] 700:0"#
     );
     let layout = run(
-        podman().args([
+        engine.command().args([
             "run",
             "--rm",
             image,
@@ -390,10 +510,9 @@ fn image_config_user_and_directories() {
     );
 }
 
-#[test]
-fn arbitrary_uid_in_group_0_with_a_read_only_root() {
-    let image = image();
-    let volume = Volume::new();
+fn arbitrary_uid_in_group_0_with_a_read_only_root(engine: Engine) {
+    let image = engine.image();
+    let volume = Volume::new(engine);
     // Writes go to the volume (files stay in group 0: setgid directories) and to /tmp,
     // nowhere else; the script's exit code comes back through the entrypoint.
     let script = r#"
@@ -409,7 +528,8 @@ fn arbitrary_uid_in_group_0_with_a_read_only_root() {
         exit 7
     "#;
     let output = run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm", "--read-only", "--user"])
             .arg(format!("{ARBITRARY_UID}:0"))
             .args(["--volume", &volume.mount("/var/lib/pulp")])
@@ -435,8 +555,7 @@ fn links() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn links_cover_every_name_the_binary_answers_to() {
+fn links_cover_every_name_the_binary_answers_to(engine: Engine) {
     let links = links();
     let names: Vec<&str> = links
         .iter()
@@ -451,14 +570,14 @@ fn links_cover_every_name_the_binary_answers_to() {
     // Hard links to the binary (the same inode), not symbolic links: a subPath mount over
     // one of these paths must replace that path, not the binary (see
     // `a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone`).
-    let image = image();
+    let image = engine.image();
     let check = format!(
         "for link in /usr/bin/pulp-entrypoint {}; do \
          if [ -L \"$link\" ]; then echo \"$link symlink\"; else stat -c '%n %i %h' \"$link\"; fi; done",
         links.join(" ")
     );
     let output = run(
-        podman().args([
+        engine.command().args([
             "run",
             "--rm",
             "--entrypoint",
@@ -481,7 +600,7 @@ fn links_cover_every_name_the_binary_answers_to() {
 
     // A link acts as its name: the removed role says what to run instead.
     let removed = run(
-        podman().args([
+        engine.command().args([
             "run",
             "--rm",
             "--entrypoint",
@@ -607,55 +726,57 @@ CONTENT_ORIGIN = "{content_origin}"
 
 /// A detached container, removed when dropped; its log is printed when a test fails.
 struct Container {
+    engine: Engine,
     name: String,
 }
 
 impl Container {
-    fn start(role: &str, podman_args: &[String], image_args: &[String]) -> Container {
-        let name = unique(role);
-        run(
-            podman()
-                .args(["run", "--detach", "--name", &name])
-                .args(podman_args)
-                .arg(image())
-                .args(image_args),
-            COMMAND_LIMIT,
-        )
-        .ok(&format!("starting {role}"));
-        Container { name }
+    fn start(engine: Engine, role: &str, run_args: &[String], image_args: &[String]) -> Container {
+        let mut args = run_args.to_vec();
+        args.push(engine.image().into());
+        args.extend_from_slice(image_args);
+        Container::start_args(engine, role, &args)
     }
 
-    /// A detached `podman run` with every argument given: options, the image, its command.
-    fn start_args(what: &str, args: &[String]) -> Container {
+    /// A detached `run` with every argument given: options, the image, its command.
+    fn start_args(engine: Engine, what: &str, args: &[String]) -> Container {
         let name = unique(what);
         run(
-            podman()
+            engine
+                .command()
                 .args(["run", "--detach", "--name", &name])
                 .args(args),
             COMMAND_LIMIT,
         )
         .ok(&format!("starting {what}"));
-        Container { name }
+        Container { engine, name }
     }
 
     fn logs(&self) -> String {
-        let output = run(podman().args(["logs", &self.name]), COMMAND_LIMIT);
+        let output = run(
+            self.engine.command().args(["logs", &self.name]),
+            COMMAND_LIMIT,
+        );
         format!("{}{}", output.stdout, output.stderr)
     }
 
     fn exec(&self, script: &str) -> Output {
         run(
-            podman().args(["exec", &self.name, "sh", "-c", script]),
+            self.engine
+                .command()
+                .args(["exec", &self.name, "sh", "-c", script]),
             COMMAND_LIMIT,
         )
     }
 
     fn inspect(&self, format: &str) -> String {
         run(
-            podman().args(["inspect", "--format", format, &self.name]),
+            self.engine
+                .command()
+                .args(["inspect", "--format", format, &self.name]),
             COMMAND_LIMIT,
         )
-        .ok("podman inspect")
+        .ok("inspect")
         .stdout
         .trim()
         .to_string()
@@ -670,8 +791,10 @@ impl Drop for Container {
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             eprintln!("--- last lines of {}:\n{}", self.name, tail.join("\n"));
         }
-        let _ = podman()
-            .args(["rm", "--force", "--time", "0", &self.name])
+        let _ = self
+            .engine
+            .remove_at_once()
+            .arg(&self.name)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -840,16 +963,15 @@ fn upload_and_serve(api_client: &Api, content_origin: &str, name: &str) {
     assert_eq!(String::from_utf8_lossy(&body), payload);
 }
 
-#[test]
-fn smoke_api_content_and_two_workers_on_a_fresh_database() {
-    image();
+fn smoke_api_content_and_two_workers_on_a_fresh_database(engine: Engine) {
+    engine.image();
     let started = Instant::now();
     let pg = Postgres::start();
     let (api_port, content_port) = (free_port(), free_port());
     let origin = format!("http://127.0.0.1:{api_port}");
     let content_origin = format!("http://127.0.0.1:{content_port}");
     let site = Site::new(&pg, &content_origin);
-    let volume = Volume::new();
+    let volume = Volume::new(engine);
     let admin_password = "image-smoke-admin-password";
     // As OpenShift runs images: an arbitrary UID in group 0, read-only root, writable
     // volumes for /var/lib/pulp (shared by all, as file storage is) and /tmp only.
@@ -878,6 +1000,7 @@ fn smoke_api_content_and_two_workers_on_a_fresh_database() {
     common.extend(site.mounts());
 
     let api = Container::start(
+        engine,
         "api",
         &common,
         &[
@@ -887,6 +1010,7 @@ fn smoke_api_content_and_two_workers_on_a_fresh_database() {
         ],
     );
     let content = Container::start(
+        engine,
         "content",
         &common,
         &[
@@ -896,8 +1020,8 @@ fn smoke_api_content_and_two_workers_on_a_fresh_database() {
         ],
     );
     let workers = [
-        Container::start("worker1", &common, &["pulp-worker".into()]),
-        Container::start("worker2", &common, &["pulp-worker".into()]),
+        Container::start(engine, "worker1", &common, &["pulp-worker".into()]),
+        Container::start(engine, "worker2", &common, &["pulp-worker".into()]),
     ];
 
     let status_url = format!("{origin}/pulp/api/v3/status/");
@@ -955,18 +1079,15 @@ fn smoke_api_content_and_two_workers_on_a_fresh_database() {
         assert_eq!(zombies.stdout.trim(), "", "zombies in {}", container.name);
     }
 
-    // `podman stop`: SIGTERM, SIGKILL after --time. Each must end on its own before that,
+    // `stop`: SIGTERM, SIGKILL after the grace period. Each must end on its own before that,
     // with pulpcore's own code for a SIGTERM stop (0), passed on by the entrypoint.
     let grace = Duration::from_secs(30);
     for container in [&workers[0], &workers[1], &content, &api] {
         let stop = run(
-            podman()
-                .args(["stop", "--time"])
-                .arg(grace.as_secs().to_string())
-                .arg(&container.name),
+            &mut engine.stop(&container.name, grace),
             grace + COMMAND_LIMIT,
         )
-        .ok("podman stop");
+        .ok("stop");
         assert!(
             stop.elapsed < grace,
             "{} took {:?} to stop",
@@ -986,13 +1107,13 @@ fn smoke_api_content_and_two_workers_on_a_fresh_database() {
     eprintln!("image: smoke test took {:?}", started.elapsed());
 }
 
-#[test]
-fn unreachable_database_is_one_line_and_exit_69_after_the_timeout() {
-    let image = image();
+fn unreachable_database_is_one_line_and_exit_69_after_the_timeout(engine: Engine) {
+    let image = engine.image();
     let port = free_port(); // nothing listens there
     let timeout = Duration::from_secs(4);
     let output = run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm", "--network", "host"])
             .args(["--env", "PULP_DATABASES__default__HOST=127.0.0.1"])
             .arg("--env")
@@ -1030,9 +1151,8 @@ fn unreachable_database_is_one_line_and_exit_69_after_the_timeout() {
     );
 }
 
-#[test]
-fn all_in_one_container_under_supervise() {
-    image();
+fn all_in_one_container_under_supervise(engine: Engine) {
+    engine.image();
     let started = Instant::now();
     let pg = Postgres::start();
     let (api_port, content_port) = (free_port(), free_port());
@@ -1058,7 +1178,7 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     let config_path = site.dir.path().join("entrypoint.toml");
     fs::write(&config_path, config).unwrap();
     fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644)).unwrap();
-    let volume = Volume::new();
+    let volume = Volume::new(engine);
     let mut args: Vec<String> = [
         "--network",
         "host",
@@ -1080,7 +1200,7 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     .map(|arg| arg.to_string())
     .collect();
     args.extend(site.mounts());
-    let pulp = Container::start("all-in-one", &args, &["supervise".into()]);
+    let pulp = Container::start(engine, "all-in-one", &args, &["supervise".into()]);
 
     let status_url = format!("http://127.0.0.1:{api_port}/pulp/api/v3/status/");
     wait_for(
@@ -1113,14 +1233,7 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     assert_eq!(probes.stdout.trim(), "all-ready", "{probes}");
 
     let grace = Duration::from_secs(30);
-    let stop = run(
-        podman()
-            .args(["stop", "--time"])
-            .arg(grace.as_secs().to_string())
-            .arg(&pulp.name),
-        grace + COMMAND_LIMIT,
-    )
-    .ok("podman stop");
+    let stop = run(&mut engine.stop(&pulp.name, grace), grace + COMMAND_LIMIT).ok("stop");
     assert!(
         stop.elapsed < grace,
         "supervise took {:?} to stop",
@@ -1145,9 +1258,9 @@ args = ["--bind", "127.0.0.1:{content_port}"]
 //   controllers/settings/secrets.go (settings.py), controllers/utils.go (security context);
 // - pulp-oci-images 981069caf06f (2024-12-10): images/compose/compose.yml, images/compose/test.sh,
 //   images/compose/assets/settings.py, images/assets/* (the scripts' contracts).
-// Kubernetes and compose are played by podman: a Job or an init container is a `podman run`
-// that must exit 0, a pod's container a detached `podman run` with the same command, an exec
-// probe a `podman exec`. What is not replayed is said where it is left out.
+// Kubernetes and compose are played by the engine (podman, docker): a Job or an init container
+// is a `run` that must exit 0, a pod's container a detached `run` with the same command, an
+// exec probe an `exec`. What is not replayed is said where it is left out.
 
 /// The replays bind the ports the specs name (24817, 24816) on the host network: one at a time.
 static FIXED_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -1168,15 +1281,18 @@ fn write_file(path: &Path, text: &str, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// `podman wait`: the exit code of a container that must end by itself within `limit`.
+/// `wait`: the exit code of a container that must end by itself within `limit`.
 fn exit_code(container: &Container, limit: Duration) -> i32 {
-    let waited = run(podman().args(["wait", &container.name]), limit).ok("podman wait");
+    let waited = run(
+        container.engine.command().args(["wait", &container.name]),
+        limit,
+    )
+    .ok("wait");
     waited.stdout.trim().parse().unwrap_or(-1)
 }
 
-#[test]
-fn shell_tools_and_legacy_paths_of_the_upstream_images() {
-    let image = image();
+fn shell_tools_and_legacy_paths_of_the_upstream_images(engine: Engine) {
+    let image = engine.image();
     // /bin/sh runs the operator's bash (arrays, [[ ]], brace expansion, which); the pulpcore
     // scripts are at /usr/local/bin, where the Jobs exec them; static files are collected
     // into the operator's STATIC_ROOT.
@@ -1191,7 +1307,7 @@ fn shell_tools_and_legacy_paths_of_the_upstream_images() {
         [ -f /var/lib/operator/static/rest_framework/css/bootstrap.min.css ] && echo static
     "#;
     let output = run(
-        podman().args([
+        engine.command().args([
             "run",
             "--rm",
             "--entrypoint",
@@ -1221,18 +1337,17 @@ fn shell_tools_and_legacy_paths_of_the_upstream_images() {
     );
 }
 
-#[test]
-fn a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone() {
+fn a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone(engine: Engine) {
     // The operator mounts its own wait_on_postgres.py (a ConfigMap, subPath) at
     // /usr/bin/wait_on_postgres.py in worker pods when IPv6 is disabled. A runtime follows a
     // symbolic link there and mounts over its target, the binary; a hard link is replaced alone.
-    let image = image();
+    let image = engine.image();
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let probe = dir.path().join("wait_on_postgres.py");
     write_file(&probe, "#!/bin/sh\necho mounted-probe\n", 0o755);
     let output = run(
-        podman()
+        engine.command()
             .arg("run")
             .arg("--rm")
             .arg("--volume")
@@ -1253,14 +1368,13 @@ fn a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone() {
     assert_eq!(lines[2], "link: 64", "{output}");
 }
 
-#[test]
-fn gpg_as_the_operators_signing_init_container_runs_it() {
-    let image = image();
+fn gpg_as_the_operators_signing_init_container_runs_it(engine: Engine) {
+    let image = engine.image();
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     // A signing key, made in the image (nothing on the host is needed).
     let made = run(
-        podman()
+        engine.command()
             .args(["run", "--rm", "--env", "HOME=/tmp", "--volume"])
             .arg(format!("{}:/out", dir.path().display()))
             .args(["--entrypoint", "/bin/sh", image, "-c"])
@@ -1274,7 +1388,7 @@ fn gpg_as_the_operators_signing_init_container_runs_it() {
     .ok("making a signing key with the image's gpg");
     let fingerprint = made.stdout.trim().to_string();
     assert_eq!(fingerprint.len(), 40, "{made}");
-    let volume = Volume::new();
+    let volume = Volume::new(engine);
     // setGpgInitContainer: HOME=/var/lib/pulp, the key by subPath, the file-storage volume,
     // UID 700 with fsGroup 700, every capability dropped, no privilege escalation.
     let init = "gpg --batch --import /etc/pulp/keys/signing_service.gpg\n\
@@ -1290,7 +1404,7 @@ fn gpg_as_the_operators_signing_init_container_runs_it() {
     args.push("--volume".into());
     args.push(volume.mount("/var/lib/pulp"));
     let imported = run(
-        podman().args(["run", "--rm"]).args(&args).args([
+        engine.command().args(["run", "--rm"]).args(&args).args([
             "--entrypoint",
             "/bin/sh",
             image,
@@ -1301,7 +1415,8 @@ fn gpg_as_the_operators_signing_init_container_runs_it() {
     );
     assert_eq!(imported.code, Some(0), "{imported}");
     let listed = run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm"])
             .args(&args)
             .args(["--entrypoint", "/bin/sh", image, "-c"])
@@ -1321,9 +1436,8 @@ fn gpg_as_the_operators_signing_init_container_runs_it() {
     );
 }
 
-#[test]
-fn route_paths_prints_the_plugins_paths_as_the_operator_reads_them() {
-    let image = image();
+fn route_paths_prints_the_plugins_paths_as_the_operator_reads_them(engine: Engine) {
+    let image = engine.image();
     // A plugin package with a webserver snippet, on PYTHONPATH: what route_paths.py reads of
     // pulp_container, pulp_python, ... (the minimal image's pulp_file has no snippet).
     let dir = tempfile::tempdir().unwrap();
@@ -1355,7 +1469,8 @@ location pulp/routetest_files/ {
         0o644,
     );
     let listed = run(
-        podman()
+        engine
+            .command()
             .args([
                 "run",
                 "--rm",
@@ -1386,7 +1501,7 @@ location pulp/routetest_files/ {
     );
     // The image itself: no plugin with a snippet, an empty list.
     let own = run(
-        podman().args([
+        engine.command().args([
             "run",
             "--rm",
             "--entrypoint",
@@ -1480,9 +1595,8 @@ fn operator_server_script(api: bool, bind: &str) -> String {
     )
 }
 
-#[test]
-fn pulp_operator_jobs_and_pods_run_unchanged() {
-    image();
+fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
+    engine.image();
     let _ports = fixed_ports();
     let started = Instant::now();
     let pg = Postgres::start();
@@ -1516,12 +1630,13 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
     let file = |name: &str| dir.path().join(name).display().to_string();
     // A PersistentVolumeClaim starts empty, and the kubelet gives it to the fsGroup (700) with
     // the setgid bit: `nocopy`, then that ownership.
-    let volume = Volume::new();
+    let volume = Volume::new(engine);
     let storage = format!("{}:nocopy", volume.mount("/var/lib/pulp"));
     run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm", "--user", "0", "--volume", &storage])
-            .args(["--entrypoint", "/bin/sh", image(), "-c"])
+            .args(["--entrypoint", "/bin/sh", engine.image(), "-c"])
             .arg("chown 0:700 /var/lib/pulp && chmod 2775 /var/lib/pulp"),
         COMMAND_LIMIT,
     )
@@ -1549,7 +1664,7 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
         all.extend(["--volume".to_string(), storage.clone()]);
         all
     };
-    let shell = |script: &str| strings(&["--entrypoint", "/bin/sh", image(), "-c", script]);
+    let shell = |script: &str| strings(&["--entrypoint", "/bin/sh", engine.image(), "-c", script]);
     let pods = with_storage(&base);
 
     // The init containers of the api, content and worker pods (setInitContainers), started
@@ -1557,16 +1672,32 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
     let api_init = "mkdir -p /var/lib/pulp/{media,assets,tmp}\n/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
     let other_init = "/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
     let inits = [
-        Container::start_args("api-init", &[pods.clone(), shell(api_init)].concat()),
-        Container::start_args("content-init", &[pods.clone(), shell(other_init)].concat()),
-        Container::start_args("worker-init", &[pods.clone(), shell(other_init)].concat()),
+        Container::start_args(
+            engine,
+            "api-init",
+            &[pods.clone(), shell(api_init)].concat(),
+        ),
+        Container::start_args(
+            engine,
+            "content-init",
+            &[pods.clone(), shell(other_init)].concat(),
+        ),
+        Container::start_args(
+            engine,
+            "worker-init",
+            &[pods.clone(), shell(other_init)].concat(),
+        ),
     ];
 
     // The migration Job (migrationContainer): no file storage, settings and key only.
     let migration = run(
-        podman().args(["run", "--rm"]).args(&base).args(shell(
-            "/usr/bin/wait_on_postgres.py\n/usr/local/bin/pulpcore-manager migrate --noinput",
-        )),
+        engine
+            .command()
+            .args(["run", "--rm"])
+            .args(&base)
+            .args(shell(
+                "/usr/bin/wait_on_postgres.py\n/usr/local/bin/pulpcore-manager migrate --noinput",
+            )),
         Duration::from_secs(300),
     );
     assert_eq!(migration.code, Some(0), "the migration Job: {migration}");
@@ -1580,10 +1711,10 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
         );
     }
     let listed = run(
-        podman().args(["run", "--rm"]).args(&pods).args([
+        engine.command().args(["run", "--rm"]).args(&pods).args([
             "--entrypoint",
             "/bin/ls",
-            image(),
+            engine.image(),
             "/var/lib/pulp",
         ]),
         COMMAND_LIMIT,
@@ -1603,7 +1734,7 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
         file("admin-password")
     ));
     let admin = run(
-        podman().args(["run", "--rm"]).args(&admin_job).args(shell(
+        engine.command().args(["run", "--rm"]).args(&admin_job).args(shell(
             "/usr/bin/wait_on_postgres.py\n\
              /usr/bin/wait_on_database_migrations.sh\n\
              ADMIN_PASSWORD_FILE=/etc/pulp/pulp-admin-password\n\
@@ -1652,14 +1783,14 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
         ),
     ]);
     api_args.extend(shell(&operator_server_script(true, "0.0.0.0:24817")));
-    let api = Container::start_args("operator-api", &api_args);
+    let api = Container::start_args(engine, "operator-api", &api_args);
     let mut content_args = pods.clone();
     content_args.extend(gunicorn_env(
         "PULP_CONTENT_WORKERS=1",
         r#"%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i""#,
     ));
     content_args.extend(shell(&operator_server_script(false, "0.0.0.0:24816")));
-    let content = Container::start_args("operator-content", &content_args);
+    let content = Container::start_args(engine, "operator-content", &content_args);
     let mut worker_args = pods.clone();
     worker_args.extend([
         "--volume".to_string(),
@@ -1669,14 +1800,17 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
         ),
         "--entrypoint".into(),
         "/usr/bin/pulp-worker".into(),
-        image().into(),
+        engine.image().into(),
     ]);
-    let worker = Container::start_args("operator-worker", &worker_args);
+    let worker = Container::start_args(engine, "operator-worker", &worker_args);
 
     // Readiness (exec) and liveness (HTTP) probes as setReadinessProbe/setLivenessProbe.
     let probe = |container: &Container, command: &[&str]| -> Output {
         run(
-            podman().args(["exec", &container.name]).args(command),
+            engine
+                .command()
+                .args(["exec", &container.name])
+                .args(command),
             COMMAND_LIMIT,
         )
     };
@@ -1738,9 +1872,8 @@ fn pulp_operator_jobs_and_pods_run_unchanged() {
     );
 }
 
-#[test]
-fn pulp_oci_images_compose_services_run_unchanged() {
-    image();
+fn pulp_oci_images_compose_services_run_unchanged(engine: Engine) {
+    engine.image();
     let _ports = fixed_ports();
     let started = Instant::now();
     let pg = Postgres::start();
@@ -1786,7 +1919,7 @@ STATIC_ROOT = "/var/lib/operator/static/"
         let key = base64::engine::general_purpose::URL_SAFE.encode(key);
         write_file(&certs.join("database_fields.symmetric.key"), &key, 0o644);
     }
-    let volume = Volume::new();
+    let volume = Volume::new(engine);
     // Every Pulp service: settings.py, the certs directory, the pulp volume.
     let mut service = strings(&["--network", "host", "--volume"]);
     service.push(format!(
@@ -1800,13 +1933,14 @@ STATIC_ROOT = "/var/lib/operator/static/"
     let with = |extra: &[&str], command: &[&str]| -> Vec<String> {
         let mut all = service.clone();
         all.extend(strings(extra));
-        all.push(image().into());
+        all.push(engine.image().into());
         all.extend(strings(command));
         all
     };
 
     // set_init_password_service depends on postgres only: it runs while the migration does.
     let init_password = Container::start_args(
+        engine,
         "set-init-password",
         &with(
             &["--env", "PULP_DEFAULT_ADMIN_PASSWORD=password"],
@@ -1814,14 +1948,16 @@ STATIC_ROOT = "/var/lib/operator/static/"
         ),
     );
     let migration = run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm"])
             .args(with(&[], &["pulpcore-manager", "migrate", "--noinput"])),
         Duration::from_secs(300),
     );
     assert_eq!(migration.code, Some(0), "migration_service: {migration}");
     let signing = run(
-        podman()
+        engine
+            .command()
             .args(["run", "--rm"])
             .args(with(&[], &["sh", "-c", "add_signing_service.sh"])),
         COMMAND_LIMIT,
@@ -1834,17 +1970,24 @@ STATIC_ROOT = "/var/lib/operator/static/"
         init_password.logs()
     );
 
-    let api = Container::start_args("compose-api", &with(&["--user", "pulp"], &["pulp-api"]));
+    let api = Container::start_args(
+        engine,
+        "compose-api",
+        &with(&["--user", "pulp"], &["pulp-api"]),
+    );
     let content = Container::start_args(
+        engine,
         "compose-content",
         &with(&["--user", "pulp"], &["pulp-content"]),
     );
     let workers = [
         Container::start_args(
+            engine,
             "compose-worker1",
             &with(&["--user", "pulp"], &["pulp-worker"]),
         ),
         Container::start_args(
+            engine,
             "compose-worker2",
             &with(&["--user", "pulp"], &["pulp-worker"]),
         ),
@@ -1864,7 +2007,9 @@ STATIC_ROOT = "/var/lib/operator/static/"
                     container.logs()
                 );
                 let check = run(
-                    podman().args(["exec", &container.name, "readyz.py", path]),
+                    engine
+                        .command()
+                        .args(["exec", &container.name, "readyz.py", path]),
                     COMMAND_LIMIT,
                 );
                 (check.code == Some(0)).then_some(())
@@ -1873,7 +2018,9 @@ STATIC_ROOT = "/var/lib/operator/static/"
     }
     // test.sh's checks: migrations applied as seen from the api container, then status.
     run(
-        podman().args(["exec", &api.name, "/usr/bin/wait_on_database_migrations.sh"]),
+        engine
+            .command()
+            .args(["exec", &api.name, "/usr/bin/wait_on_database_migrations.sh"]),
         COMMAND_LIMIT,
     )
     .ok("test.sh: wait_on_database_migrations.sh in the api container");
@@ -1910,3 +2057,38 @@ STATIC_ROOT = "/var/lib/operator/static/"
         started.elapsed()
     );
 }
+
+/// Every test above, once per engine: `podman::NAME`, `docker::NAME`.
+macro_rules! under_both_engines {
+    ($($test:ident),* $(,)?) => {
+        mod podman {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Engine::Podman)
+            })*
+        }
+        mod docker {
+            $(#[test]
+            fn $test() {
+                super::$test(super::Engine::Docker)
+            })*
+        }
+    };
+}
+
+under_both_engines!(
+    binary_in_the_image_is_static_and_small,
+    binary_runs_alone_in_a_scratch_image,
+    image_config_user_and_directories,
+    arbitrary_uid_in_group_0_with_a_read_only_root,
+    links_cover_every_name_the_binary_answers_to,
+    smoke_api_content_and_two_workers_on_a_fresh_database,
+    unreachable_database_is_one_line_and_exit_69_after_the_timeout,
+    all_in_one_container_under_supervise,
+    shell_tools_and_legacy_paths_of_the_upstream_images,
+    a_subpath_mount_over_a_legacy_path_leaves_the_binary_alone,
+    gpg_as_the_operators_signing_init_container_runs_it,
+    route_paths_prints_the_plugins_paths_as_the_operator_reads_them,
+    pulp_operator_jobs_and_pods_run_unchanged,
+    pulp_oci_images_compose_services_run_unchanged,
+);
