@@ -1158,10 +1158,10 @@ fn all_in_one_container_under_supervise(engine: Engine) {
     let (api_port, content_port) = (free_port(), free_port());
     let site = Site::new(&pg, &format!("http://127.0.0.1:{content_port}"));
     // The defaults bind 24817/24816, which other tests' containers on the host network may hold.
+    // The default stop_grace (25 s, gunicorn's graceful timeout 20 s): a tighter one left a
+    // starved machine (load 7 on 2 cores) too little time for gunicorn's own escalation.
     let config = format!(
-        r#"stop_grace = "15s"
-
-[supervise]
+        r#"[supervise]
 workers = 1
 
 [[service]]
@@ -1232,7 +1232,7 @@ args = ["--bind", "127.0.0.1:{content_port}"]
     assert_eq!(probes.code, Some(0), "{probes}");
     assert_eq!(probes.stdout.trim(), "all-ready", "{probes}");
 
-    let grace = Duration::from_secs(30);
+    let grace = Duration::from_secs(40);
     let stop = run(&mut engine.stop(&pulp.name, grace), grace + COMMAND_LIMIT).ok("stop");
     assert!(
         stop.elapsed < grace,
@@ -1262,13 +1262,33 @@ args = ["--bind", "127.0.0.1:{content_port}"]
 // is a `run` that must exit 0, a pod's container a detached `run` with the same command, an
 // exec probe an `exec`. What is not replayed is said where it is left out.
 
-/// The replays bind the ports the specs name (24817, 24816) on the host network: one at a time.
+/// The replays bind the ports the specs name (24817, 24816) on the host network: one at a
+/// time in this process, and on the machine (a lock file), since test runs of other checkouts
+/// (worktrees, a CI run) may share it.
 static FIXED_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn fixed_ports() -> std::sync::MutexGuard<'static, ()> {
-    FIXED_PORTS
+/// Held while a test uses the fixed ports.
+struct FixedPorts {
+    _machine: nix::fcntl::Flock<File>,
+    _process: std::sync::MutexGuard<'static, ()>,
+}
+
+fn fixed_ports() -> FixedPorts {
+    let process = FIXED_PORTS
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("pulp-entrypoint-image-tests-fixed-ports.lock"))
+        .unwrap();
+    let machine = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, error)| panic!("locking the fixed ports: {error}"));
+    FixedPorts {
+        _machine: machine,
+        _process: process,
+    }
 }
 
 fn strings(words: &[&str]) -> Vec<String> {
