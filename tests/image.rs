@@ -1615,8 +1615,244 @@ fn operator_server_script(api: bool, bind: &str) -> String {
     )
 }
 
+/// The operator's next image, for the upgrade: the tested image plus a plugin release with a
+/// migration the database has not seen (tests/tools/upgrade-plugin), built once per engine.
+fn upgrade_image(engine: Engine) -> &'static str {
+    static PODMAN: OnceLock<String> = OnceLock::new();
+    static DOCKER: OnceLock<String> = OnceLock::new();
+    let built = match engine {
+        Engine::Podman => &PODMAN,
+        Engine::Docker => &DOCKER,
+    };
+    built.get_or_init(|| {
+        let base = engine.image();
+        let image = test_tag("upgrade");
+        let context = root().join("tests/tools/upgrade-plugin");
+        let mut build = engine.command();
+        // A FROM, a COPY and a RUN: the classic builder is enough, and a docker CLI without
+        // buildx has no other.
+        build.env("DOCKER_BUILDKIT", "0");
+        build
+            .args(["build", "--build-arg"])
+            .arg(format!("BASE={base}"))
+            .args(["--tag", &image, "--file"])
+            .arg(context.join("Containerfile"))
+            .arg(&context);
+        run(&mut build, Duration::from_secs(300)).ok("building the upgrade image");
+        image
+    })
+}
+
+/// pulp-operator's pods and Jobs for a Pulp named `example` (replayed from its sources at
+/// 7db462e, see pulp_operator_jobs_and_pods_run_unchanged): everything but the image, which
+/// each step is given, since an upgrade runs the same specs with the next image.
+struct OperatorSpecs {
+    engine: Engine,
+    /// Every pod and Job: host network (the Services), the security context, settings.py and
+    /// the key by subPath, the PostgreSQL service variables.
+    base: Vec<String>,
+    /// `base` with the file-storage volume: the pods.
+    pods: Vec<String>,
+    admin_password_file: String,
+    wait_on_postgres_file: String,
+}
+
+impl OperatorSpecs {
+    fn shell(image: &str, script: &str) -> Vec<String> {
+        strings(&["--entrypoint", "/bin/sh", image, "-c", script])
+    }
+
+    /// The init containers of the api, content and worker pods (setInitContainers).
+    fn start_inits(&self, image: &str) -> [Container; 3] {
+        let api_init = "mkdir -p /var/lib/pulp/{media,assets,tmp}\n/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
+        let other_init = "/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
+        let start = |what: &str, script: &str| {
+            Container::start_args(
+                self.engine,
+                what,
+                &[self.pods.clone(), Self::shell(image, script)].concat(),
+            )
+        };
+        [
+            start("api-init", api_init),
+            start("content-init", other_init),
+            start("worker-init", other_init),
+        ]
+    }
+
+    /// The migration Job (migrationContainer): no file storage, settings and key only.
+    fn migration_job(&self, image: &str) -> Output {
+        run(
+            self.engine
+                .command()
+                .args(["run", "--rm"])
+                .args(&self.base)
+                .args(Self::shell(
+                    image,
+                    "/usr/bin/wait_on_postgres.py\n/usr/local/bin/pulpcore-manager migrate --noinput",
+                )),
+            Duration::from_secs(300),
+        )
+    }
+
+    /// The admin-password Job (resetAdminPasswordContainer): the password file by subPath.
+    fn admin_password_job(&self, image: &str) -> Output {
+        let mut args = self.base.clone();
+        args.push("--volume".into());
+        args.push(format!(
+            "{}:/etc/pulp/pulp-admin-password:ro",
+            self.admin_password_file
+        ));
+        run(
+            self.engine
+                .command()
+                .args(["run", "--rm"])
+                .args(&args)
+                .args(Self::shell(
+                    image,
+                    "/usr/bin/wait_on_postgres.py\n\
+                     /usr/bin/wait_on_database_migrations.sh\n\
+                     ADMIN_PASSWORD_FILE=/etc/pulp/pulp-admin-password\n\
+                     if [[ -f \"$ADMIN_PASSWORD_FILE\" ]]; then\n\
+                       echo \"pulp admin can be initialized.\"\n\
+                       PULP_ADMIN_PASSWORD=$(cat $ADMIN_PASSWORD_FILE)\n\
+                     fi\n\
+                     if [ -n \"${PULP_ADMIN_PASSWORD}\" ]; then\n\
+                       /usr/local/bin/pulpcore-manager reset-admin-password --password \"${PULP_ADMIN_PASSWORD}\"\n\
+                     fi",
+                )),
+            COMMAND_LIMIT,
+        )
+    }
+
+    /// The pods' containers (setContainers), ipv6_disabled: 0.0.0.0 binds and the worker's
+    /// wait_on_postgres.py by subPath; `[api, content, worker]`.
+    fn start_pods(&self, image: &str) -> [Container; 3] {
+        let gunicorn_env = |workers: &str, format: &str| -> Vec<String> {
+            strings(&[
+                "--env",
+                "PULP_GUNICORN_TIMEOUT=90",
+                "--env",
+                workers,
+                "--env",
+                &format!("PULP_GUNICORN_ACCESS_LOGFORMAT={format}"),
+            ])
+        };
+        let mut api_args = self.pods.clone();
+        api_args.extend(gunicorn_env(
+            "PULP_API_WORKERS=1",
+            r#"pulp [%({correlation-id}o)s]: %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#,
+        ));
+        api_args.extend([
+            "--volume".to_string(),
+            format!(
+                "{}:/etc/pulp/pulp-admin-password:ro",
+                self.admin_password_file
+            ),
+        ]);
+        api_args.extend(Self::shell(
+            image,
+            &operator_server_script(true, "0.0.0.0:24817"),
+        ));
+        let api = Container::start_args(self.engine, "operator-api", &api_args);
+        let mut content_args = self.pods.clone();
+        content_args.extend(gunicorn_env(
+            "PULP_CONTENT_WORKERS=1",
+            r#"%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i""#,
+        ));
+        content_args.extend(Self::shell(
+            image,
+            &operator_server_script(false, "0.0.0.0:24816"),
+        ));
+        let content = Container::start_args(self.engine, "operator-content", &content_args);
+        let mut worker_args = self.pods.clone();
+        worker_args.extend([
+            "--volume".to_string(),
+            format!(
+                "{}:/usr/bin/wait_on_postgres.py:ro",
+                self.wait_on_postgres_file
+            ),
+            "--entrypoint".into(),
+            "/usr/bin/pulp-worker".into(),
+            image.into(),
+        ]);
+        let worker = Container::start_args(self.engine, "operator-worker", &worker_args);
+        [api, content, worker]
+    }
+
+    /// Readiness (exec) and liveness (HTTP) probes as setReadinessProbe/setLivenessProbe,
+    /// until they pass; every container must keep running meanwhile.
+    fn wait_for_probes(&self, [api, content, worker]: &[Container; 3], origin: &str) {
+        for (container, command) in [
+            (api, &["/usr/bin/readyz.py", "/pulp/api/v3/status/"][..]),
+            (content, &["/usr/bin/readyz.py", "/pulp/content/"][..]),
+            (worker, &["/usr/bin/wait_on_postgres.py"][..]),
+        ] {
+            wait_for(
+                &format!("the readiness probe of {}", container.name),
+                Duration::from_secs(180),
+                || {
+                    let state = container.inspect("{{.State.Status}}");
+                    assert_eq!(
+                        state,
+                        "running",
+                        "{} ended:\n{}",
+                        container.name,
+                        container.logs()
+                    );
+                    let probe = run(
+                        self.engine
+                            .command()
+                            .args(["exec", &container.name])
+                            .args(command),
+                        COMMAND_LIMIT,
+                    );
+                    (probe.code == Some(0)).then_some(())
+                },
+            );
+        }
+        let (code, _) = http(
+            "GET",
+            &format!("{origin}/pulp/api/v3/status/"),
+            None,
+            Body::Empty,
+        );
+        assert_eq!(code, 200, "the api's liveness probe");
+    }
+}
+
+/// Status from `origin` once `ready` says it shows what the test waits for.
+fn wait_for_status(origin: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, COMMAND_LIMIT, || {
+        let (code, body) = http(
+            "GET",
+            &format!("{origin}/pulp/api/v3/status/"),
+            None,
+            Body::Empty,
+        );
+        let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
+        ready(&status).then_some(status)
+    })
+}
+
+/// The components status reports, `name version`.
+fn versions(status: &Value) -> Vec<String> {
+    status["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|component| {
+            format!(
+                "{} {}",
+                component["component"].as_str().unwrap_or("?"),
+                component["version"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
-    engine.image();
+    let image = engine.image();
     let _ports = fixed_ports();
     let started = Instant::now();
     let pg = Postgres::start();
@@ -1656,14 +1892,12 @@ fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
         engine
             .command()
             .args(["run", "--rm", "--user", "0", "--volume", &storage])
-            .args(["--entrypoint", "/bin/sh", engine.image(), "-c"])
+            .args(["--entrypoint", "/bin/sh", image, "-c"])
             .arg("chown 0:700 /var/lib/pulp && chmod 2775 /var/lib/pulp"),
         COMMAND_LIMIT,
     )
     .ok("preparing the file-storage volume as the kubelet does");
 
-    // Every pod and Job: host network (the Services), the security context, settings.py and
-    // the key by subPath, the PostgreSQL service variables.
     let mut base = strings(&["--network", "host"]);
     base.extend(operator_security());
     base.extend(strings(&[
@@ -1679,47 +1913,20 @@ fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
         "{}:/etc/pulp/keys/database_fields.symmetric.key:ro",
         file("key")
     ));
-    let with_storage = |args: &[String]| -> Vec<String> {
-        let mut all = args.to_vec();
-        all.extend(["--volume".to_string(), storage.clone()]);
-        all
+    let mut pods = base.clone();
+    pods.extend(["--volume".to_string(), storage.clone()]);
+    let specs = OperatorSpecs {
+        engine,
+        base,
+        pods,
+        admin_password_file: file("admin-password"),
+        wait_on_postgres_file: file("wait_on_postgres.py"),
     };
-    let shell = |script: &str| strings(&["--entrypoint", "/bin/sh", engine.image(), "-c", script]);
-    let pods = with_storage(&base);
 
-    // The init containers of the api, content and worker pods (setInitContainers), started
-    // before the migration Job: they wait for it, as they usually do.
-    let api_init = "mkdir -p /var/lib/pulp/{media,assets,tmp}\n/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
-    let other_init = "/usr/bin/wait_on_postgres.py\n/usr/bin/wait_on_database_migrations.sh";
-    let inits = [
-        Container::start_args(
-            engine,
-            "api-init",
-            &[pods.clone(), shell(api_init)].concat(),
-        ),
-        Container::start_args(
-            engine,
-            "content-init",
-            &[pods.clone(), shell(other_init)].concat(),
-        ),
-        Container::start_args(
-            engine,
-            "worker-init",
-            &[pods.clone(), shell(other_init)].concat(),
-        ),
-    ];
-
-    // The migration Job (migrationContainer): no file storage, settings and key only.
-    let migration = run(
-        engine
-            .command()
-            .args(["run", "--rm"])
-            .args(&base)
-            .args(shell(
-                "/usr/bin/wait_on_postgres.py\n/usr/local/bin/pulpcore-manager migrate --noinput",
-            )),
-        Duration::from_secs(300),
-    );
+    // The init containers, started before the migration Job: they wait for it, as they
+    // usually do.
+    let inits = specs.start_inits(image);
+    let migration = specs.migration_job(image);
     assert_eq!(migration.code, Some(0), "the migration Job: {migration}");
     for init in &inits {
         assert_eq!(
@@ -1731,12 +1938,11 @@ fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
         );
     }
     let listed = run(
-        engine.command().args(["run", "--rm"]).args(&pods).args([
-            "--entrypoint",
-            "/bin/ls",
-            engine.image(),
-            "/var/lib/pulp",
-        ]),
+        engine
+            .command()
+            .args(["run", "--rm"])
+            .args(&specs.pods)
+            .args(["--entrypoint", "/bin/ls", image, "/var/lib/pulp"]),
         COMMAND_LIMIT,
     )
     .ok("listing the file storage");
@@ -1745,29 +1951,7 @@ fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
         ["assets", "media", "tmp"],
         "the api init container's mkdir: {listed}"
     );
-
-    // The admin-password Job (resetAdminPasswordContainer): the password file by subPath.
-    let mut admin_job = base.clone();
-    admin_job.push("--volume".into());
-    admin_job.push(format!(
-        "{}:/etc/pulp/pulp-admin-password:ro",
-        file("admin-password")
-    ));
-    let admin = run(
-        engine.command().args(["run", "--rm"]).args(&admin_job).args(shell(
-            "/usr/bin/wait_on_postgres.py\n\
-             /usr/bin/wait_on_database_migrations.sh\n\
-             ADMIN_PASSWORD_FILE=/etc/pulp/pulp-admin-password\n\
-             if [[ -f \"$ADMIN_PASSWORD_FILE\" ]]; then\n\
-               echo \"pulp admin can be initialized.\"\n\
-               PULP_ADMIN_PASSWORD=$(cat $ADMIN_PASSWORD_FILE)\n\
-             fi\n\
-             if [ -n \"${PULP_ADMIN_PASSWORD}\" ]; then\n\
-               /usr/local/bin/pulpcore-manager reset-admin-password --password \"${PULP_ADMIN_PASSWORD}\"\n\
-             fi",
-        )),
-        COMMAND_LIMIT,
-    );
+    let admin = specs.admin_password_job(image);
     assert_eq!(admin.code, Some(0), "the admin-password Job: {admin}");
     assert!(
         admin.stdout.contains("pulp admin can be initialized."),
@@ -1778,106 +1962,16 @@ fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
         started.elapsed()
     );
 
-    // The pods' containers (setContainers), ipv6_disabled: 0.0.0.0 binds and the worker's
-    // wait_on_postgres.py by subPath.
-    let gunicorn_env = |workers: &str, format: &str| -> Vec<String> {
-        strings(&[
-            "--env",
-            "PULP_GUNICORN_TIMEOUT=90",
-            "--env",
-            workers,
-            "--env",
-            &format!("PULP_GUNICORN_ACCESS_LOGFORMAT={format}"),
-        ])
-    };
-    let mut api_args = pods.clone();
-    api_args.extend(gunicorn_env(
-        "PULP_API_WORKERS=1",
-        r#"pulp [%({correlation-id}o)s]: %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#,
-    ));
-    api_args.extend([
-        "--volume".to_string(),
-        format!(
-            "{}:/etc/pulp/pulp-admin-password:ro",
-            file("admin-password")
-        ),
-    ]);
-    api_args.extend(shell(&operator_server_script(true, "0.0.0.0:24817")));
-    let api = Container::start_args(engine, "operator-api", &api_args);
-    let mut content_args = pods.clone();
-    content_args.extend(gunicorn_env(
-        "PULP_CONTENT_WORKERS=1",
-        r#"%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i""#,
-    ));
-    content_args.extend(shell(&operator_server_script(false, "0.0.0.0:24816")));
-    let content = Container::start_args(engine, "operator-content", &content_args);
-    let mut worker_args = pods.clone();
-    worker_args.extend([
-        "--volume".to_string(),
-        format!(
-            "{}:/usr/bin/wait_on_postgres.py:ro",
-            file("wait_on_postgres.py")
-        ),
-        "--entrypoint".into(),
-        "/usr/bin/pulp-worker".into(),
-        engine.image().into(),
-    ]);
-    let worker = Container::start_args(engine, "operator-worker", &worker_args);
-
-    // Readiness (exec) and liveness (HTTP) probes as setReadinessProbe/setLivenessProbe.
-    let probe = |container: &Container, command: &[&str]| -> Output {
-        run(
-            engine
-                .command()
-                .args(["exec", &container.name])
-                .args(command),
-            COMMAND_LIMIT,
-        )
-    };
-    for (container, command) in [
-        (&api, &["/usr/bin/readyz.py", "/pulp/api/v3/status/"][..]),
-        (&content, &["/usr/bin/readyz.py", "/pulp/content/"][..]),
-        (&worker, &["/usr/bin/wait_on_postgres.py"][..]),
-    ] {
-        wait_for(
-            &format!("the readiness probe of {}", container.name),
-            Duration::from_secs(180),
-            || {
-                let state = container.inspect("{{.State.Status}}");
-                assert_eq!(
-                    state,
-                    "running",
-                    "{} ended:\n{}",
-                    container.name,
-                    container.logs()
-                );
-                (probe(container, command).code == Some(0)).then_some(())
-            },
-        );
-    }
     let origin = "http://127.0.0.1:24817";
-    let (code, _) = http(
-        "GET",
-        &format!("{origin}/pulp/api/v3/status/"),
-        None,
-        Body::Empty,
-    );
-    assert_eq!(code, 200, "the api's liveness probe");
-    wait_for(
+    let pods = specs.start_pods(image);
+    specs.wait_for_probes(&pods, origin);
+    wait_for_status(
+        origin,
         "status to list the api, the content app and the worker",
-        COMMAND_LIMIT,
-        || {
-            let (code, body) = http(
-                "GET",
-                &format!("{origin}/pulp/api/v3/status/"),
-                None,
-                Body::Empty,
-            );
-            let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
-            (online(&status, "online_api_apps").len() == 1
-                && online(&status, "online_content_apps").len() == 1
-                && online(&status, "online_workers").len() == 1)
-                .then_some(())
+        |status| {
+            online(status, "online_api_apps").len() == 1
+                && online(status, "online_content_apps").len() == 1
+                && online(status, "online_workers").len() == 1
         },
     );
     // The admin password the Job set; a file in through the API, out of the content app.
@@ -1890,6 +1984,90 @@ fn pulp_operator_jobs_and_pods_run_unchanged(engine: Engine) {
         "image: operator replay served a file {:?} after start",
         started.elapsed()
     );
+
+    // The upgrade: the Pulp resource names the next image, which brings a plugin release
+    // with a migration. The operator's reconcile runs the migration Job with it and rolls the
+    // Deployments, whose new pods' init containers wait for that Job. Host networking leaves
+    // no room for old and new servers side by side, so the old pods stop first (a Recreate
+    // rollout); the new init containers start before the Job, and must see what is pending.
+    let upgraded = upgrade_image(engine);
+    let new_inits = specs.start_inits(upgraded);
+    for init in &new_inits {
+        wait_for(
+            &format!("{} to wait for the plugin's migration", init.name),
+            COMMAND_LIMIT,
+            || {
+                assert_eq!(
+                    init.inspect("{{.State.Status}}"),
+                    "running",
+                    "{} did not wait for the pending migration:\n{}",
+                    init.name,
+                    init.logs()
+                );
+                init.logs()
+                    .contains("upgrade_probe.0001_initial")
+                    .then_some(())
+            },
+        );
+    }
+    let [old_api, old_content, old_worker] = pods;
+    let stop = run(
+        &mut engine.stop(&old_worker.name, Duration::from_secs(30)),
+        COMMAND_LIMIT,
+    );
+    stop.ok("stopping the old worker");
+    assert_eq!(
+        old_worker.inspect("{{.State.ExitCode}}"),
+        "0",
+        "the old worker after SIGTERM:\n{}",
+        old_worker.logs()
+    );
+    drop((old_api, old_content));
+    let migration = specs.migration_job(upgraded);
+    assert_eq!(
+        migration.code,
+        Some(0),
+        "the migration Job of the upgrade: {migration}"
+    );
+    assert!(
+        migration.stdout.contains("upgrade_probe.0001_initial"),
+        "the Job applied the plugin's migration: {migration}"
+    );
+    // No stall: the waiters notice the Job's migrations (every 250 ms) and end by themselves.
+    for init in &new_inits {
+        assert_eq!(
+            exit_code(init, COMMAND_LIMIT),
+            0,
+            "{}:\n{}",
+            init.name,
+            init.logs()
+        );
+    }
+    let pods = specs.start_pods(upgraded);
+    specs.wait_for_probes(&pods, origin);
+    let status = wait_for_status(
+        origin,
+        "status from the upgraded api with the plugin, the content app and the worker",
+        |status| {
+            versions(status).contains(&"upgrade_probe 1.0.0".to_string())
+                && !online(status, "online_content_apps").is_empty()
+                && !online(status, "online_workers").is_empty()
+        },
+    );
+    eprintln!(
+        "image: operator upgrade done {:?} after start: {}",
+        started.elapsed(),
+        versions(&status).join(", ")
+    );
+    // The data from before the upgrade is still served, and new content goes in.
+    let (code, _) = http(
+        "GET",
+        &format!("{root_url}/pulp/content/operator/hello.txt"),
+        None,
+        Body::Empty,
+    );
+    assert_eq!(code, 200, "the file uploaded before the upgrade");
+    upload_and_serve(&api_client, root_url, "operator-upgraded");
 }
 
 fn pulp_oci_images_compose_services_run_unchanged(engine: Engine) {
