@@ -44,6 +44,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "image/kube.rs"]
+mod kube;
+
 /// The variant the image is built from (images/minimal.toml).
 const VARIANT: &str = "minimal";
 /// An unprivileged UID the image does not know, as OpenShift assigns.

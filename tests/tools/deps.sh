@@ -30,6 +30,9 @@ command -v gpg >/dev/null && command -v gpg-agent >/dev/null && command -v gpgco
 command -v podman >/dev/null || _pe_missing+=(podman)
 command -v runc >/dev/null || _pe_missing+=(runc)
 command -v debootstrap >/dev/null || _pe_missing+=(debootstrap)
+# tests/image/kube.rs: `podman kube play` builds its pod infra (pause) image locally from
+# catatonit when no infra image is configured (none can be pulled here).
+command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || _pe_missing+=(catatonit)
 # And under Docker Engine: the project's machines come with it (Debian's docker.io, the daemon
 # running); where docker is missing, Debian's package. Its daemon is not started here: the
 # docker tests fail and say so when the CLI cannot reach one.
