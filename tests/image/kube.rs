@@ -729,7 +729,11 @@ fn readme_manifests_run_under_podman_kube_play() {
     drop(forwarder);
 }
 
-#[test]
-fn podman_readme_manifests_run_under_kube_play() {
-    readme_manifests_run_under_podman_kube_play()
+/// Named as the other image tests are, `podman::NAME` (`cargo test --test image podman::` runs
+/// it with the rest of podman's).
+mod podman {
+    #[test]
+    fn readme_manifests_run_under_kube_play() {
+        super::readme_manifests_run_under_podman_kube_play()
+    }
 }
