@@ -10,9 +10,9 @@
 //! `kubectl` (contents below). Each pod gets its own network namespace and address on podman's
 //! default bridge network (`--network podman`), as on Kubernetes: no port is bound on the host.
 //!
-//! Then: every container of every replica runs; the api's status lists as many api apps and
-//! content apps as there are replicas (at least) and one worker per worker replica; the admin
-//! password from the secret logs in; the probes pass; stopped as a kubelet stops them (SIGTERM,
+//! Then: every container of every replica runs; the api's status lists an api app, a content
+//! app or a worker named after every pod (one worker per worker pod); the admin password from
+//! the secret logs in; the probes pass; stopped as a kubelet stops them (SIGTERM,
 //! the manifests' grace period), every container ends in time with exit code 0 (pulpcore's
 //! code for a SIGTERM stop, passed on by the entrypoint); `podman kube down` removes the pods.
 //!
@@ -29,6 +29,9 @@
 //!   the container (the image has no curl): the README's probes are execs.
 //! - `terminationGracePeriodSeconds` is not honoured: containers get podman's default stop
 //!   timeout, 10 s; the test stops them with the manifests' grace period, as a kubelet would.
+//!   `kube down` kills at once and `pod stop` takes the network away first (see the stop).
+//! - `containerPort` is published on the host (a second replica cannot bind it): the README's
+//!   manifests have no `ports:` entry.
 //! - `secret:` volumes: without `optional` spelled out, 4.3 dereferences a nil pointer and
 //!   crashes (podman issue 16636); `subPath` on a secret or configMap volume is ignored (the
 //!   whole volume is mounted on the file's path), hence the README's directory mounts. A
@@ -36,8 +39,8 @@
 //!   holds a Kubernetes Secret whose `data` values are the files' contents as they are (4.3 does
 //!   not base64-decode them); `secretKeyRef` reads a podman secret holding a JSON map of
 //!   base64-encoded values. The test makes each secret in the form its use needs. `emptyDir` is
-//!   a podman volume named after the pod's volume (`tmp`, shared by the pods). None of these
-//!   volumes is removed by `kube down`: the test removes them.
+//!   a podman volume named after the pod's volume (`tmp`, shared by the pods), which `kube
+//!   down` removes; the claim's and the secrets' volumes outlive it: the test removes them.
 //!
 //! The names are the manifests' own (`pulp-api`, `pulp-data`, the secrets): one play at a time
 //! on the machine, under a lock file, and leftovers of an interrupted run are removed first.
