@@ -8,6 +8,11 @@
 #                                                                       images, print their names
 #   tests/tools/image.sh [--engine podman|docker] build VARIANT IMAGE   build images/VARIANT.toml
 #                                                                       as IMAGE on them
+#   tests/tools/image.sh [--engine podman|docker] standin NAME IMAGE    build the compose test's
+#                                                                       stand-in NAME (postgres,
+#                                                                       redis, pulp-web: see
+#                                                                       tests/tools/compose/) as
+#                                                                       IMAGE on the runtime base
 # The engine is podman unless --engine or ENGINE=docker says otherwise.
 #
 # What stands in for the network the Containerfile's public defaults assume:
@@ -269,8 +274,18 @@ build)
             --image "$image" --base "$base_image" --builder "$builder_image" -- "${extra[@]}"
     fi
     ;;
+standin)
+    [ $# -eq 3 ] || { log "usage: $0 [--engine podman|docker] standin NAME IMAGE"; exit 64; }
+    context="$root/tests/tools/compose/standins/$2" image=$3
+    [ -f "$context/Containerfile" ] || { log "no stand-in named '$2' in ${context%/*}"; exit 64; }
+    base_image=$(runtime_base)
+    log "building the stand-in $2 as $image ($engine)"
+    # Plain Containerfiles (no RUN --mount): the engine's own build, layer cache and all.
+    "$engine" build --quiet --tag "$image" --file "$context/Containerfile" \
+        --build-arg "BASE=$base_image" "$context" >/dev/null
+    ;;
 *)
-    log "usage: $0 [--engine podman|docker] bases | build VARIANT IMAGE"
+    log "usage: $0 [--engine podman|docker] bases | build VARIANT IMAGE | standin NAME IMAGE"
     exit 64
     ;;
 esac
