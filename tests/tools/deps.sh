@@ -3,6 +3,8 @@
 #   PULP_VENV_3_49  one with an older pulpcore, for the version matrix (tests/matrix.rs), from
 #   PULP_VENV_3_85  requirements-3.49.txt and requirements-3.85.txt; a new old release gets a
 #                   requirements-X.Y.txt, a line below and a test in tests/matrix.rs
+#   PODMAN_COMPOSE_VENV  a virtualenv with podman-compose from PyPI (requirements-compose.txt),
+#                   for tests/image/compose.rs (docker-compose is Debian's package)
 #   PATH            with PostgreSQL's server programs (initdb, pg_ctl)
 # Each venv is cached under ~/.cache/pulp-entrypoint/, keyed by its requirements file and the
 # Python version; a variable that is already set names a venv to use (created when missing).
@@ -37,6 +39,9 @@ command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || _pe_m
 # running); where docker is missing, Debian's package. Its daemon is not started here: the
 # docker tests fail and say so when the CLI cannot reach one.
 command -v docker >/dev/null || _pe_missing+=(docker.io)
+# tests/image/compose.rs runs pulp-oci-images' compose file with docker-compose (Debian's 1.29,
+# on the project's machines) and podman-compose (a venv below).
+command -v docker-compose >/dev/null || _pe_missing+=(docker-compose)
 python3 -c 'import ensurepip' 2>/dev/null || _pe_missing+=(python3-venv)
 # tests/faults/pgbouncer.rs runs a real PgBouncer (Debian's, in /usr/sbin) in front of PostgreSQL.
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || _pe_missing+=(pgbouncer)
@@ -61,7 +66,7 @@ _pe_venv() {
     export "$var=$dir"
     # A marker written last tells a finished venv from one an interrupted install left behind.
     [ -f "$dir/.complete" ] && return 0
-    echo "deps: creating $dir with $(grep -m 1 '^pulpcore' "$requirements") from PyPI (about a minute)" >&2
+    echo "deps: creating $dir with $(grep -m 1 -v '^#' "$requirements") from PyPI (about a minute)" >&2
     rm -rf "$dir" "$dir.log"
     mkdir -p "$(dirname "$dir")"
     {
@@ -74,6 +79,7 @@ _pe_venv() {
 _pe_venv PULP_VENV "$_pe_tools/requirements.txt" venv-
 _pe_venv PULP_VENV_3_49 "$_pe_tools/requirements-3.49.txt" venv-3.49-
 _pe_venv PULP_VENV_3_85 "$_pe_tools/requirements-3.85.txt" venv-3.85-
+_pe_venv PODMAN_COMPOSE_VENV "$_pe_tools/requirements-compose.txt" venv-compose-
 eval "$_pe_monitor"
 _pe_failed=0
 for _pe_job in "${_pe_jobs[@]}"; do
