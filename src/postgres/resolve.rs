@@ -12,11 +12,17 @@
 //! noticing it. Every lookup is short (1 s per query, one try, and a cap on
 //! the whole) so that a broken name server does not stall the wait; the
 //! caller's retry loop is the retry.
+//!
+//! The name servers are asked as the C library asks them: one at a time, in the order of
+//! resolv.conf, the first answer final. hickory's default (two at once, reordered by
+//! statistics, the first answer wins) breaks where the servers do not agree: podman's compose
+//! networks list aardvark-dns, which knows the service names, and then the host's servers,
+//! whose NXDOMAIN for `postgres` then won some lookups (seen under podman-compose).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::config::{ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{ResolveHosts, ResolverConfig, ServerOrderingStrategy};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 
@@ -63,6 +69,8 @@ fn build_resolver() -> Result<TokioResolver, String> {
     options.attempts = 1;
     options.cache_size = 0;
     options.use_hosts_file = ResolveHosts::Always;
+    options.num_concurrent_reqs = 1;
+    options.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
     builder.build().map_err(|error| {
         format!(
             "cannot set up name resolution: {}",
