@@ -13,18 +13,31 @@
 //! and every container ending with exit 0 when the project is stopped and taken down.
 //!
 //! What the tools do differently, and how the test meets it:
-//! - podman-compose ignores `condition: service_healthy` with a podman older than 4.6
-//!   (Debian 12 has 4.3: it logs "Ignored ... condition check"), so the services that wait for
-//!   a healthy postgres would start with it. The test first brings up postgres and redis and
-//!   waits for their healthchecks, which is what podman-compose does itself with a newer
-//!   podman, then brings up the rest. `service_completed_successfully` it maps to `podman
-//!   wait --condition=stopped` (any exit code): the test checks the one-shots' codes itself.
+//! - podman-compose, with Debian 12's podman 4.3, cannot bring this file up by itself: it
+//!   ignores `condition: service_healthy` (podman < 4.6 has no `wait --condition=healthy`; it
+//!   logs "Ignored ... condition check"), so migration_service would race PostgreSQL's first
+//!   start; and it creates each container with `--requires` on its dependencies, which podman
+//!   4.3 cannot start once a dependency is an exited one-shot whose own dependency runs
+//!   ("generating dependency graph ... not found in input list": pulp_api needs
+//!   migration_service, which needs postgres; and podman starts a required container that is
+//!   not running, one-shots included). So under podman-compose the test walks compose.yml's depends_on graph itself, as
+//!   podman-compose does with a newer podman: `up -d --no-deps SERVICES` one level at a time
+//!   (PODMAN_STAGES), waiting for each level's conditions (healthy, or exited with 0) before
+//!   the next. docker-compose gets the plain `up -d`.
 //! - podman runs healthchecks from systemd timers; the machines have no systemd, so nothing
 //!   runs them: the test runs each one with `podman healthcheck run` (the compose file's own
 //!   command, recorded as the container's health) while it waits. Docker Engine's daemon runs
 //!   them itself.
 //! - `down` removes the containers, and with them their exit codes: the test runs `stop`
 //!   first (what `down` does before removing), reads the codes, then `down --volumes`.
+//!   docker-compose stops dependents before their dependencies; podman-compose's `stop` and
+//!   `down` stop every container at once, so PostgreSQL shuts down under the apps (seen: the
+//!   content app's worker failed on "the database system is shutting down" and its gunicorn
+//!   was still there when podman's 10 s ran out: 137). Under podman-compose the test stops the
+//!   depends_on levels in reverse instead, as docker-compose does.
+//! - podman-compose runs one container per service: it reads `deploy.replicas` only with
+//!   `deploy.mode: replicated` written out (compose.yml leaves the mode to its default,
+//!   replicated); docker-compose runs the two asked for. The test expects what each does.
 //! - Container names differ (docker-compose `P_pulp_api_1`, podman-compose `P_pulp_api_1` or
 //!   `P-pulp_api-1` by version): containers are found by the `com.docker.compose.project` and
 //!   `.service` labels both tools set.
@@ -44,8 +57,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{
-    Api, BUILD_LIMIT, Body, COMMAND_LIMIT, Engine, Output, fixed_ports, http, online, root, run,
-    test_tag, unique, wait_for,
+    Api, BUILD_LIMIT, Body, COMMAND_LIMIT, Engine, fixed_ports, http, online, root, run, test_tag,
+    unique, wait_for,
 };
 
 /// The upstream commit the compose file and its assets mirror.
@@ -86,6 +99,45 @@ const LONG_RUNNING: [(&str, usize); 6] = [
 /// PULP_CONTENT_WORKERS at the image's default, and each process is an app in the status.
 const APPS_PER_CONTAINER: usize = 2;
 
+/// The grace `stop` gives each container before SIGKILL, as the README asks of `docker run` /
+/// `podman run` (`--stop-timeout 30`): the engines' default of 10 s is shorter than the
+/// entrypoint's stop_grace (25 s), and an idle pulp-api once needed more than 10 s to stop
+/// under podman-compose on the loaded 2-core machine (137).
+const STOP_TIMEOUT: &str = "30";
+
+/// What podman-compose's stages wait for before the next.
+enum Then {
+    Healthy(&'static [&'static str]),
+    Completed(&'static [&'static str]),
+    Started,
+}
+
+/// compose.yml's depends_on graph in order, as podman-compose brings it up stage by stage
+/// (`up -d --no-deps SERVICES`) and the conditions each stage's dependents name.
+const PODMAN_STAGES: [(&[&str], Then); 5] = [
+    (
+        &["postgres", "redis"],
+        Then::Healthy(&["postgres", "redis"]),
+    ),
+    // Both: postgres service_healthy.
+    (
+        &["migration_service", "set_init_password_service"],
+        Then::Completed(&["migration_service"]),
+    ),
+    // migration_service service_completed_successfully; pulp_api also needs
+    // set_init_password_service and signing_key_service completed.
+    (
+        &["signing_key_service"],
+        Then::Completed(&["signing_key_service", "set_init_password_service"]),
+    ),
+    // pulp_web: pulp_api and pulp_content service_healthy.
+    (
+        &["pulp_api", "pulp_content", "pulp_worker"],
+        Then::Healthy(&["pulp_api", "pulp_content"]),
+    ),
+    (&["pulp_web"], Then::Started),
+];
+
 /// The compose tool a test runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tool {
@@ -101,6 +153,16 @@ impl Tool {
         }
     }
 
+    /// How many containers the tool runs for a service whose `deploy.replicas` is `asked`:
+    /// docker-compose honours it; podman-compose (1.6.0) only with `deploy.mode: replicated`
+    /// written out, which compose.yml leaves to the default, so it runs one.
+    fn replicas(self, asked: usize) -> usize {
+        match self {
+            Tool::DockerCompose => asked,
+            Tool::PodmanCompose => 1,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Tool::DockerCompose => "docker-compose",
@@ -111,7 +173,7 @@ impl Tool {
     /// The tool's program: docker-compose on PATH (Debian's package, on the project's
     /// machines), podman-compose from the venv tests/tools/deps.sh installs.
     fn program(self) -> PathBuf {
-        let venv = std::env::var_os("PODMAN_COMPOSE_VENV").map(PathBuf::from);
+        let venv = std::env::var_os("VENV_PODMAN_COMPOSE").map(PathBuf::from);
         let found = match (self, venv) {
             (Tool::PodmanCompose, Some(venv)) => {
                 Some(venv.join("bin/podman-compose")).filter(|path| path.is_file())
@@ -124,7 +186,7 @@ impl Tool {
         };
         found.unwrap_or_else(|| {
             panic!(
-                "{} not found (PODMAN_COMPOSE_VENV, PATH): run tests/run.sh, or `source \
+                "{} not found (VENV_PODMAN_COMPOSE, PATH): run tests/run.sh, or `source \
                  tests/tools/deps.sh`, which installs it (docker-compose: Debian's package; \
                  podman-compose: a venv from PyPI)",
                 self.name()
@@ -350,7 +412,7 @@ impl Project {
         for name in self.container_names() {
             let logs = self.logs(&name);
             let lines: Vec<&str> = logs.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(25)..];
+            let tail = &lines[lines.len().saturating_sub(80)..];
             text.push_str(&format!("--- last lines of {name}:\n{}\n", tail.join("\n")));
         }
         text
@@ -411,6 +473,27 @@ impl Project {
                 healthy.then_some(())
             },
         );
+    }
+
+    /// Wait until the one container of each of `services` (one-shots) has ended; it must
+    /// have ended with 0 (`condition: service_completed_successfully`).
+    fn wait_completed(&self, services: &[&str]) {
+        let states = wait_for(
+            &format!("{services:?} to complete ({})", self.tool.name()),
+            Duration::from_secs(300),
+            || {
+                let states = self.states();
+                let ended = services.iter().all(|service| {
+                    let ran: Vec<&State> =
+                        states.iter().filter(|s| s.service == *service).collect();
+                    ran.len() == 1 && ran[0].status == "exited"
+                });
+                ended.then_some(states)
+            },
+        );
+        self.assert_states(&states, "a one-shot service did not exit 0", |state| {
+            !services.contains(&state.service.as_str()) || state.exit_code == 0
+        });
     }
 
     /// Containers of `service`, by name.
@@ -586,20 +669,35 @@ fn compose_yml_runs_unchanged(tool: Tool) {
     let started = Instant::now();
     let project = Project::new(tool, pulp_image);
     let up_limit = Duration::from_secs(600);
-    if tool == Tool::PodmanCompose {
-        // What podman-compose waits for itself with podman 4.6 or later (the module doc).
-        run(
-            &mut project.compose(&["up", "-d", "postgres", "redis"]),
-            up_limit,
-        )
-        .ok("podman-compose up -d postgres redis");
-        project.wait_healthy(&["postgres", "redis"], Duration::from_secs(120));
-    }
-    // docker-compose's `up -d` returns once every depends_on condition was met and every
-    // container started; podman-compose's once every container started.
-    let up = run(&mut project.compose(&["up", "-d"]), up_limit);
-    if up.code != Some(0) {
-        panic!("{} up -d failed: {up}\n{}", tool.name(), project.all_logs());
+    match tool {
+        // `up -d` returns once every depends_on condition was met and every container started.
+        Tool::DockerCompose => {
+            let up = run(&mut project.compose(&["up", "-d"]), up_limit);
+            if up.code != Some(0) {
+                panic!("docker-compose up -d failed: {up}\n{}", project.all_logs());
+            }
+        }
+        // compose.yml's depends_on graph, one level at a time (the module doc says why).
+        Tool::PodmanCompose => {
+            for (services, then) in PODMAN_STAGES {
+                let mut args = vec!["up", "-d", "--no-deps"];
+                args.extend(services);
+                let up = run(&mut project.compose(&args), up_limit);
+                if up.code != Some(0) {
+                    panic!(
+                        "podman-compose up -d --no-deps {services:?} failed: {up}\n{}",
+                        project.all_logs()
+                    );
+                }
+                match then {
+                    Then::Healthy(services) => {
+                        project.wait_healthy(services, Duration::from_secs(300))
+                    }
+                    Then::Completed(services) => project.wait_completed(services),
+                    Then::Started => {}
+                }
+            }
+        }
     }
     eprintln!(
         "compose: {} up -d returned {:?} after start",
@@ -608,26 +706,18 @@ fn compose_yml_runs_unchanged(tool: Tool) {
     );
     project.wait_healthy(&HEALTHCHECKED, Duration::from_secs(300));
     // The one-shots ran to their end with 0; the replicas compose.yml asks for run.
-    wait_for("the one-shot services to end", COMMAND_LIMIT, || {
-        let states = project.states();
-        let ended = states
-            .iter()
-            .filter(|state| ONE_SHOTS.contains(&state.service.as_str()))
-            .all(|state| state.status == "exited");
-        ended.then_some(())
-    });
+    project.wait_completed(&ONE_SHOTS);
     let states = project.states();
-    for service in ONE_SHOTS {
-        let ran: Vec<&State> = states.iter().filter(|s| s.service == service).collect();
-        assert_eq!(ran.len(), 1, "{service}: {states:#?}");
-        assert_eq!(
-            ran[0].exit_code,
-            0,
-            "{service}:\n{}",
-            project.logs(&ran[0].name)
-        );
-    }
-    for (service, replicas) in LONG_RUNNING {
+    let replicas_of = |service: &str| {
+        let asked = LONG_RUNNING
+            .iter()
+            .find(|(name, _)| *name == service)
+            .unwrap()
+            .1;
+        tool.replicas(asked)
+    };
+    for (service, asked) in LONG_RUNNING {
+        let replicas = tool.replicas(asked);
         let running = states
             .iter()
             .filter(|s| s.service == service && s.status == "running")
@@ -660,10 +750,12 @@ fn compose_yml_runs_unchanged(tool: Tool) {
                 Body::Empty,
             );
             let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
-            (online(&status, "online_api_apps").len() == 2 * APPS_PER_CONTAINER
-                && online(&status, "online_content_apps").len() == 2 * APPS_PER_CONTAINER
-                && online(&status, "online_workers").len() == 2)
-                .then_some(status)
+            (online(&status, "online_api_apps").len()
+                == replicas_of("pulp_api") * APPS_PER_CONTAINER
+                && online(&status, "online_content_apps").len()
+                    == replicas_of("pulp_content") * APPS_PER_CONTAINER
+                && online(&status, "online_workers").len() == replicas_of("pulp_worker"))
+            .then_some(status)
         },
     );
     assert_eq!(status["database_connection"]["connected"], true, "{status}");
@@ -686,15 +778,37 @@ fn compose_yml_runs_unchanged(tool: Tool) {
     assert_eq!(code, 401, "a wrong admin password");
     upload_and_fetch_through_pulp_web(&api, "compose");
 
-    // `down`, in its two steps: stop (each container's stop signal, then SIGKILL after the
-    // tool's 10 s), then remove. Everything ends by itself with 0.
-    let stop = run(&mut project.compose(&["stop"]), Duration::from_secs(180));
-    let stop: Output = stop.ok(&format!("{} stop", tool.name()));
+    // `down`, in its two steps: stop (each container's stop signal, then SIGKILL after
+    // STOP_TIMEOUT), then remove. Everything ends by itself with 0. docker-compose stops the
+    // dependents first; podman-compose stops every container at once (the module doc), so
+    // here it stops compose.yml's depends_on levels in reverse, one `stop` each.
+    let stopping = Instant::now();
+    match tool {
+        Tool::DockerCompose => {
+            run(
+                &mut project.compose(&["stop", "--timeout", STOP_TIMEOUT]),
+                Duration::from_secs(180),
+            )
+            .ok("docker-compose stop");
+        }
+        Tool::PodmanCompose => {
+            for (services, _) in PODMAN_STAGES.iter().rev() {
+                let mut args = vec!["stop", "--timeout", STOP_TIMEOUT];
+                args.extend(services.iter());
+                run(&mut project.compose(&args), Duration::from_secs(180))
+                    .ok(&format!("podman-compose stop {services:?}"));
+            }
+        }
+    }
     let states = project.states();
     project.assert_states(&states, "a container did not end with 0", |state| {
         state.status == "exited" && state.exit_code == 0
     });
-    eprintln!("compose: {} stop took {:?}", tool.name(), stop.elapsed);
+    eprintln!(
+        "compose: {} stop took {:?}",
+        tool.name(),
+        stopping.elapsed()
+    );
     run(
         &mut project.compose(&["down", "--volumes", "--remove-orphans"]),
         Duration::from_secs(180),

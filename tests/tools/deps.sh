@@ -3,7 +3,7 @@
 #   PULP_VENV_3_49  one with an older pulpcore, for the version matrix (tests/matrix.rs), from
 #   PULP_VENV_3_85  requirements-3.49.txt and requirements-3.85.txt; a new old release gets a
 #                   requirements-X.Y.txt, a line below and a test in tests/matrix.rs
-#   PODMAN_COMPOSE_VENV  a virtualenv with podman-compose from PyPI (requirements-compose.txt),
+#   VENV_PODMAN_COMPOSE  a virtualenv with podman-compose from PyPI (requirements-compose.txt),
 #                   for tests/image/compose.rs (docker-compose is Debian's package)
 #   PATH            with PostgreSQL's server programs (initdb, pg_ctl)
 # Each venv is cached under ~/.cache/pulp-entrypoint/, keyed by its requirements file and the
@@ -79,7 +79,7 @@ _pe_venv() {
 _pe_venv PULP_VENV "$_pe_tools/requirements.txt" venv-
 _pe_venv PULP_VENV_3_49 "$_pe_tools/requirements-3.49.txt" venv-3.49-
 _pe_venv PULP_VENV_3_85 "$_pe_tools/requirements-3.85.txt" venv-3.85-
-_pe_venv PODMAN_COMPOSE_VENV "$_pe_tools/requirements-compose.txt" venv-compose-
+_pe_venv VENV_PODMAN_COMPOSE "$_pe_tools/requirements-compose.txt" venv-compose-
 eval "$_pe_monitor"
 _pe_failed=0
 for _pe_job in "${_pe_jobs[@]}"; do
