@@ -2081,9 +2081,10 @@ fn pulp_oci_images_compose_services_run_unchanged(engine: Engine) {
     let started = Instant::now();
     let pg = Postgres::start();
     // images/compose/assets/settings.py, the database pointed at the throwaway PostgreSQL
-    // (compose's postgres service). Not replayed: Redis (no stand-in yet: CACHE_ENABLED is
-    // False here) and pulp-web's nginx (status is read from the api directly); replicas: one
-    // api and one content app (on the host network two would share a port), two workers.
+    // (compose's postgres service). Not replayed here: Redis (CACHE_ENABLED is False here) and
+    // pulp-web's nginx (status is read from the api directly); replicas: one api and one
+    // content app (on the host network two would share a port), two workers. The compose
+    // module runs compose.yml itself, with Redis, pulp-web and the replicas (image/compose.rs).
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let certs = dir.path().join("certs");
