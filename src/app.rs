@@ -171,6 +171,11 @@ fn run(invocation: cli::Invocation) -> Result<i32, Error> {
             start_phase_only(prepare::Steps::wait_only(&options), &options, &env)
         }
         Command::Init => start_phase_only(prepare::Steps::init_only(&options), &options, &env),
+        Command::Prepare => start_phase_only(
+            prepare::Steps::for_role(Role::Api, &options),
+            &options,
+            &env,
+        ),
         Command::Supervise => supervise(&options, &env),
         Command::Status { json } => Ok(crate::supervise::show_status(
             &options.status_file.value,
@@ -273,9 +278,14 @@ fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
             role_lines.insert(service.name.clone(), line);
         }
     }
+    // When the Pulp roles depend on a service of the plan (an embedded
+    // PostgreSQL), the start phase runs as a service after it.
+    let phase_service = (plan.runs_pulp() && !plan.start_phase_after().is_empty())
+        .then(|| start_phase_service(options))
+        .transpose()?;
     block_on(async {
         let mut init = Init::new(options.signal_target.value)?;
-        if plan.runs_pulp() {
+        if plan.runs_pulp() && phase_service.is_none() {
             wait_for_database(&mut init, &settings, options).await?;
             let role = if plan.services.iter().any(|s| s.role() == Some(Role::Api)) {
                 Role::Api
@@ -288,9 +298,49 @@ fn supervise(options: &Options, env: &Environment) -> Result<i32, Error> {
         let gate = plan
             .runs_pulp()
             .then(|| DatabaseGate::new(settings.database.clone(), wait_policy(options)));
-        let supervisor =
-            crate::supervise::Supervisor::new(&mut init, plan, options, env, role_lines, gate);
+        let supervisor = crate::supervise::Supervisor::new(
+            &mut init,
+            plan,
+            options,
+            env,
+            role_lines,
+            gate,
+            phase_service,
+        );
         Ok(supervisor.run().await)
+    })
+}
+
+/// `pulp-entrypoint prepare` as a child of `supervise`: this binary, the
+/// same configuration file, and the options given as flags passed on as
+/// `PULP_ENTRYPOINT_*` variables (the file and the environment it inherits).
+fn start_phase_service(options: &Options) -> Result<CommandLine, Error> {
+    let program = std::env::current_exe().map_err(|error| {
+        Error::Pid1(Pid1Error::Setup {
+            what: "the path of this executable",
+            source: error,
+        })
+    })?;
+    // A named file must exist; the default one may not.
+    let mut env: Vec<(String, String)> = options
+        .config_file
+        .iter()
+        .map(|path| {
+            (
+                crate::options::CONFIG_ENV.to_string(),
+                path.display().to_string(),
+            )
+        })
+        .collect();
+    for (key, value, source) in options.report() {
+        if matches!(source, crate::sourced::Source::Flag(_)) {
+            env.push((format!("PULP_ENTRYPOINT_{}", key.to_uppercase()), value));
+        }
+    }
+    Ok(CommandLine {
+        program: program.into_os_string(),
+        args: vec!["prepare".into()],
+        env,
     })
 }
 

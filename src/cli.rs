@@ -155,6 +155,10 @@ pub enum Command {
     WaitMigrations,
     /// First-run setup: directories, encryption key, admin password; then exit
     Init,
+    /// The whole start phase of the api role (wait for PostgreSQL, migrations once,
+    /// collectstatic, first-run setup), then exit; what `supervise` runs first when
+    /// its Pulp services depend on a [[service]] such as PostgreSQL
+    Prepare,
     /// Run the api, the content app and PULP_WORKERS workers (and [[service]]s) in one container
     Supervise,
     /// Show the services of a running `supervise` (exit 0 all running, 1 not, 69 no supervise)
@@ -189,6 +193,7 @@ impl Command {
             | Command::Migrate
             | Command::WaitMigrations
             | Command::Init
+            | Command::Prepare
             | Command::Supervise
             | Command::Run { .. }
             | Command::External(_) => true,

@@ -14,8 +14,8 @@ use serde_json::Value;
 use support::command::{
     Finished, Running, TestCommand, WAIT_LIMIT, host_pid, proc_stat, wait_until,
 };
-use support::pg::PgCluster;
-use support::pulp::{Site, free_port, online, wait_for_status};
+use support::pg::{PgCluster, pg_program};
+use support::pulp::{DatabaseAddress, Site, free_port, online, wait_for_status};
 use support::status_file::{pid_of, service, status};
 
 /// A directory with an entrypoint.toml whose status file is inside it.
@@ -648,4 +648,133 @@ fn real_pulp_stops_the_container_when_the_database_stays_away_past_the_timeout()
         "failed",
         "{last:#}"
     );
+}
+
+/// The configuration of an all-in-one: PostgreSQL as a `[[service]]` that
+/// every Pulp role depends on, so the start phase runs once it is started
+/// and it is stopped after every Pulp service ended.
+fn with_embedded_postgres(site: &Site, pg: &PgCluster, api_port: u16, content_port: u16) -> String {
+    let status_file = site.root().join("status.json");
+    let mut config = with_bound_servers(&status_file, "workers = 1", api_port, content_port);
+    config = config.replace(
+        "role = \"api\"\n",
+        "role = \"api\"\ndepends_on = [\"postgres\"]\n",
+    );
+    config = config.replace(
+        "role = \"content\"\n",
+        "role = \"content\"\ndepends_on = [\"postgres\"]\n",
+    );
+    // setpriv execs (runuser would stay as a parent between us and PostgreSQL).
+    let user = if nix::unistd::geteuid().is_root() {
+        "\"setpriv\", \"--reuid=postgres\", \"--regid=postgres\", \"--init-groups\", \"--\", "
+    } else {
+        ""
+    };
+    config.push_str(&format!(
+        r#"
+[[service]]
+name = "worker"
+role = "worker"
+depends_on = ["postgres"]
+
+[[service]]
+name = "postgres"
+command = [{user}"{postgres}", "-D", "{data}", "-p", "{port}", "-k", "{socket}", "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+stop_signal = "INT"
+essential = true
+"#,
+        postgres = pg_program("postgres").display(),
+        data = pg.data_dir().display(),
+        port = pg.port(),
+        socket = pg.socket_dir().display(),
+    ));
+    config
+}
+
+#[test]
+fn an_embedded_postgres_starts_first_and_stops_last_with_a_clean_shutdown() {
+    let pg = PgCluster::init_only();
+    let site = Site::new(&DatabaseAddress {
+        host: "127.0.0.1",
+        port: pg.port(),
+        name: "postgres",
+        user: "postgres",
+        password: pg.superuser_password(),
+    });
+    let (api_port, content_port) = (free_port(), free_port());
+    let status_file = site.root().join("status.json");
+    std::fs::write(
+        site.root().join("entrypoint.toml"),
+        with_embedded_postgres(&site, &pg, api_port, content_port),
+    )
+    .unwrap();
+    let start = || {
+        site.entrypoint()
+            .arg("supervise")
+            .in_pid_namespace()
+            .spawn()
+    };
+
+    // First start: nothing listens on the port until `postgres` runs, so
+    // the start phase (a migration on an empty database) can only pass if it
+    // ran after the service started.
+    let supervise = start();
+    wait_for_status(
+        api_port,
+        Duration::from_secs(240),
+        "api, content and the worker",
+        |s| {
+            online(s, "online_api_apps").len() == 1
+                && online(s, "online_content_apps").len() == 1
+                && online(s, "online_workers").len() == 1
+        },
+    );
+    let now = status(&status_file).unwrap();
+    assert!(running(service(&now, "postgres").unwrap()), "{now:#}");
+    assert!(
+        service(&now, "start-phase").is_none(),
+        "the start phase is gone once done: {now:#}"
+    );
+    let finished = stop(supervise);
+    finished.assert_code(0);
+    let log = &finished.stderr;
+    assert!(log.contains("start phase done"), "{log}");
+    let migrations = || {
+        site.calls()
+            .iter()
+            .filter(|call| call.contains("pulpcore-manager migrate"))
+            .count()
+    };
+    assert_eq!(migrations(), 1, "the first start migrates once");
+    // Stopped last: its fast shutdown comes after every Pulp service ended.
+    let shutdown_request = log
+        .find("received fast shutdown request")
+        .unwrap_or_else(|| panic!("PostgreSQL got no fast shutdown request: {log}"));
+    for pulp in ["api exited", "content exited", "worker-1 exited"] {
+        let ended = log
+            .find(pulp)
+            .unwrap_or_else(|| panic!("no '{pulp}' line: {log}"));
+        assert!(
+            ended < shutdown_request,
+            "{pulp} after PostgreSQL's stop: {log}"
+        );
+    }
+    assert!(log.contains("database system is shut down"), "{log}");
+    assert!(!log.contains("killing what is left"), "{log}");
+
+    // Second start on the same data: no crash recovery, no migration.
+    let supervise = start();
+    wait_for_status(
+        api_port,
+        Duration::from_secs(120),
+        "api, content and the worker again",
+        |s| online(s, "online_api_apps").len() == 1 && online(s, "online_workers").len() == 1,
+    );
+    let finished = stop(supervise);
+    finished.assert_code(0);
+    let log = &finished.stderr;
+    assert!(!log.contains("was interrupted"), "{log}");
+    assert!(!log.contains("automatic recovery"), "{log}");
+    assert_eq!(migrations(), 1, "the second start migrates nothing");
+    assert!(log.contains("database system is shut down"), "{log}");
 }

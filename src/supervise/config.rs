@@ -34,6 +34,9 @@ use crate::roles::Role;
 
 /// `PULP_WORKERS` when neither it nor the file say.
 pub const DEFAULT_WORKERS: u32 = 2;
+/// The name of the start phase when it runs as a service (see
+/// [`Plan::start_phase_after`]); no `[[service]]` may take it.
+pub const START_PHASE: &str = "start-phase";
 /// More workers than this in one container is surely a typo.
 const MAX_WORKERS: u32 = 256;
 
@@ -201,6 +204,37 @@ impl Plan {
             .any(|service| service.role().is_some() && service.instances(self.workers) > 0)
     }
 
+    /// The services (not Pulp roles) that a Pulp role depends on, directly
+    /// or through other services, e.g. an embedded PostgreSQL. When there
+    /// are any, the start phase cannot run before the services start: it
+    /// runs as the [`START_PHASE`] service once these are started, and the
+    /// Pulp roles start when it has ended.
+    pub fn start_phase_after(&self) -> Vec<String> {
+        let mut wanted: Vec<String> = Vec::new();
+        let mut queue: Vec<&str> = self
+            .services
+            .iter()
+            .filter(|s| s.role().is_some() && s.instances(self.workers) > 0)
+            .flat_map(|s| s.depends_on.iter().map(String::as_str))
+            .collect();
+        while let Some(name) = queue.pop() {
+            let Some(service) = self.services.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            if service.role().is_some() || wanted.iter().any(|w| w == name) {
+                continue;
+            }
+            wanted.push(name.to_string());
+            queue.extend(service.depends_on.iter().map(String::as_str));
+        }
+        // In start order.
+        self.services
+            .iter()
+            .filter(|s| wanted.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     /// The plan with another worker count, to compare what else changed.
     pub fn with_workers(&self, workers: u32) -> Plan {
         Plan {
@@ -352,6 +386,11 @@ fn service_spec(table: ServiceTable) -> Result<ServiceSpec, String> {
     if !valid_name {
         return Err(format!(
             "service name {name:?} must be 1 to 32 letters, digits, - or _"
+        ));
+    }
+    if name == START_PHASE {
+        return Err(format!(
+            "service name '{START_PHASE}' is reserved for the start phase of the Pulp services"
         ));
     }
     let program = match (table.command, table.role) {
@@ -591,10 +630,49 @@ essential = true
                 "[supervise]\napi = false\ncontent = false\nworkers = 0\n",
                 "nothing to run",
             ),
+            (
+                "[[service]]\nname = \"start-phase\"\ncommand = [\"a\"]\n",
+                "reserved",
+            ),
         ] {
             let error = plan(text, &[]).unwrap_err();
             assert!(error.contains(needle), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn the_start_phase_comes_after_what_pulp_roles_depend_on() {
+        let text = r#"
+[[service]]
+name = "api"
+role = "api"
+depends_on = ["postgres"]
+
+[[service]]
+name = "postgres"
+command = ["postgres"]
+depends_on = ["secrets"]
+
+[[service]]
+name = "secrets"
+command = ["true"]
+
+[[service]]
+name = "nginx"
+command = ["nginx"]
+depends_on = ["api"]
+"#;
+        let aio = plan(text, &[]).unwrap();
+        assert_eq!(aio.start_phase_after(), ["secrets", "postgres"]);
+        assert!(plan("", &[]).unwrap().start_phase_after().is_empty());
+        let roles_only =
+            "[[service]]\nname = \"web\"\nrole = \"api\"\ndepends_on = [\"content\"]\n";
+        assert!(
+            plan(roles_only, &[])
+                .unwrap()
+                .start_phase_after()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::config::{Plan, Program, ServiceSpec};
+use super::config::{Plan, Program, Restart, START_PHASE, ServiceSpec};
 use super::database_gate::{DatabaseGate, Verdict};
 use super::output::{Labels, Output, Stream};
 use super::restart::{self, Decision};
@@ -48,6 +48,8 @@ enum State {
     },
     /// A Pulp role due to start, waiting for PostgreSQL to let us in.
     WaitingForDatabase,
+    /// A Pulp role waiting for the start phase (run as a service) to end.
+    WaitingForStartPhase,
     /// Ended, and its restart policy says it stays so.
     Exited,
     /// Ended too often in a row: given up.
@@ -106,6 +108,7 @@ impl Instance {
             State::Running { .. } => "running",
             State::Backoff { .. } => "backoff",
             State::WaitingForDatabase => "waiting-for-db",
+            State::WaitingForStartPhase => "waiting-for-start-phase",
             State::Exited => "exited",
             State::Failed => "failed",
             State::Stopped => "stopped",
@@ -150,6 +153,10 @@ pub struct Supervisor<'a> {
     output: Output,
     /// Where Pulp roles wait for PostgreSQL before they start again.
     gate: Option<DatabaseGate>,
+    /// The start phase's command when it runs as the [`START_PHASE`]
+    /// service, after the services the Pulp roles depend on; the Pulp roles
+    /// start once it ended with 0.
+    start_phase: Option<CommandLine>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -160,9 +167,25 @@ impl<'a> Supervisor<'a> {
         env: &'a Environment,
         role_lines: BTreeMap<String, CommandLine>,
         gate: Option<DatabaseGate>,
+        start_phase: Option<CommandLine>,
     ) -> Supervisor<'a> {
         let mut instances = Vec::new();
+        let mut start_phase_spec = start_phase.as_ref().map(|line| ServiceSpec {
+            name: START_PHASE.to_string(),
+            program: Program::Command(vec![line.program.to_string_lossy().into_owned()]),
+            restart: Restart::Never,
+            stop_signal: Signal::SIGTERM,
+            stop_grace: None,
+            depends_on: plan.start_phase_after(),
+            essential: true,
+        });
         for spec in &plan.services {
+            // Before the first Pulp role, after what the roles depend on.
+            if spec.role().is_some()
+                && let Some(phase) = start_phase_spec.take()
+            {
+                instances.push(Instance::new(phase.name.clone(), phase));
+            }
             for index in 1..=spec.instances(plan.workers) {
                 instances.push(Instance::new(instance_name(spec, index), spec.clone()));
             }
@@ -180,6 +203,7 @@ impl<'a> Supervisor<'a> {
             copying: Vec::new(),
             output: Output::new(),
             gate,
+            start_phase,
         }
     }
 
@@ -282,6 +306,21 @@ impl<'a> Supervisor<'a> {
             info!("{} {exit}", instance.name);
             instance.set(State::Stopped);
             self.stop_those_ready();
+            return;
+        }
+        if instance.spec.name == START_PHASE && exit.exit_code() == 0 {
+            info!(
+                "start phase done in {}: starting the Pulp services",
+                crate::duration::display(ran_for)
+            );
+            self.instances.remove(index);
+            self.start_phase = None;
+            let waiting: Vec<usize> = (0..self.instances.len())
+                .filter(|&i| self.instances[i].state == State::WaitingForStartPhase)
+                .collect();
+            for index in waiting {
+                self.start(index);
+            }
             return;
         }
         if instance.retiring {
@@ -397,6 +436,10 @@ impl<'a> Supervisor<'a> {
             // An essential service ended while the others were being started.
             return;
         }
+        if self.start_phase.is_some() && self.instances[index].spec.role().is_some() {
+            self.instances[index].set(State::WaitingForStartPhase);
+            return;
+        }
         let command = self.command_for(&self.instances[index]);
         match self.spawn(index, command) {
             Ok(pid) => {
@@ -458,6 +501,11 @@ impl<'a> Supervisor<'a> {
     }
 
     fn command_for(&self, instance: &Instance) -> Command {
+        if instance.spec.name == START_PHASE
+            && let Some(line) = &self.start_phase
+        {
+            return line.to_command();
+        }
         match &instance.spec.program {
             Program::Role { .. } => self.role_lines[&instance.spec.name].to_command(),
             Program::Command(words) => {
@@ -486,7 +534,7 @@ impl<'a> Supervisor<'a> {
         for instance in &mut self.instances {
             if matches!(
                 instance.state,
-                State::Backoff { .. } | State::WaitingForDatabase
+                State::Backoff { .. } | State::WaitingForDatabase | State::WaitingForStartPhase
             ) {
                 instance.set(State::Stopped);
             }
