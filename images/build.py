@@ -12,12 +12,21 @@ through build arguments, so the command printed here is all a build needs:
     builder   the image the binary is compiled in (optional: the Containerfile's default)
     packages  list of system packages (optional: the Containerfile's default)
 
+A variant may instead be built on another one's image:
+
+    on             the other variant, e.g. "minimal" (images/minimal.toml), built first
+    containerfile  the Containerfile that adds to it, relative to the repository, taking the
+                   other image as the build argument PULP_IMAGE (pulpcore, plugins, base,
+                   builder and packages are then the other variant's)
+
     images/build.py images/minimal.toml                 print the podman command
     images/build.py images/minimal.toml --engine docker print the docker command
     images/build.py images/minimal.toml --run           run it
     images/build.py VARIANT --run -- --no-cache         arguments after -- go to the engine
 
---image, --base and --builder override the variant's values (the tests build on local bases).
+--image, --base and --builder override the variant's values (the tests build on local bases);
+with `on`, --base and --builder go to the other variant, whose image is then named after
+--image with "-" and its variant name appended to the name ("x:1" -> "x-minimal:1").
 Docker builds with BuildKit (the Containerfile's RUN --mount needs it): the command is
 prefixed with DOCKER_BUILDKIT=1, which Docker 20.10 (Debian 12's docker.io) needs and newer
 docker CLIs with the buildx plugin accept.
@@ -41,6 +50,7 @@ except ImportError:  # Python < 3.11
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {"name": str, "tag": str, "pulpcore": str, "plugins": list}
 OPTIONAL = {"base": str, "builder": str, "packages": list}
+LAYERED = {"name": str, "tag": str, "on": str, "containerfile": str}
 
 
 class VariantError(Exception):
@@ -55,13 +65,14 @@ def load_variant(path: Path) -> dict:
         raise VariantError(f"{path}: no such variant file (see images/*.toml)")
     except tomllib.TOMLDecodeError as error:
         raise VariantError(f"{path}: not valid TOML: {error}")
-    known = REQUIRED | OPTIONAL
+    known = LAYERED if "on" in variant else REQUIRED | OPTIONAL
+    required = LAYERED if "on" in variant else REQUIRED
     for key in variant:
         if key not in known:
             raise VariantError(f"{path}: unknown key '{key}'; known keys: {', '.join(known)}")
     for key, kind in known.items():
         if key not in variant:
-            if key in REQUIRED:
+            if key in required:
                 raise VariantError(f"{path}: '{key}' is missing")
             continue
         value = variant[key]
@@ -72,7 +83,40 @@ def load_variant(path: Path) -> dict:
             raise VariantError(f"{path}: '{key}' must be {what}")
         if kind is str and not value.strip():
             raise VariantError(f"{path}: '{key}' is empty")
+    if "on" in variant and not (ROOT / variant["containerfile"]).is_file():
+        raise VariantError(f"{path}: containerfile {variant['containerfile']} does not exist")
     return variant
+
+
+def variant_path(name: Path) -> Path:
+    if not name.suffix and not name.exists():
+        return ROOT / "images" / f"{name}.toml"
+    return name
+
+
+def layered_image(image: str, on: str) -> str:
+    """ "x:1" -> "x-minimal:1": the name of the image a layered variant is built on."""
+    name, colon, tag = image.rpartition(":")
+    if not colon or "/" in tag:
+        name, tag = image, "latest"
+    return f"{name}-{on}:{tag}"
+
+
+def build_commands(variant: dict, engine: str, image: str | None, base: str | None,
+                   builder: str | None, extra: list[str]) -> list[list[str]]:
+    """The build commands in order: the other variant's first when there is `on`."""
+    if "on" not in variant:
+        return [build_command(variant, engine, image, base, builder, extra)]
+    other = load_variant(variant_path(Path(variant["on"])))
+    if "on" in other:
+        raise VariantError(f"variant '{variant['on']}' is itself built on another: one level only")
+    target = image or f"{variant['name']}:{variant['tag']}"
+    under = layered_image(target, variant["on"]) if image else None
+    first = build_command(other, engine, under, base, builder, extra)
+    under = first[first.index("--tag") + 1]
+    command = [engine, "build", "--file", str(ROOT / variant["containerfile"]),
+               "--tag", target, "--build-arg", f"PULP_IMAGE={under}"]
+    return [first, command + extra + [str(ROOT)]]
 
 
 def build_command(variant: dict, engine: str, image: str | None, base: str | None,
@@ -109,27 +153,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--builder", help="builder image instead of the variant's")
     options = parser.parse_args(argv)
 
-    path = options.variant
-    if not path.suffix and not path.exists():
-        path = ROOT / "images" / f"{path}.toml"
+    path = variant_path(options.variant)
     try:
         variant = load_variant(path)
+        commands = build_commands(variant, options.engine, options.image, options.base,
+                                  options.builder, extra)
     except VariantError as error:
         print(f"build.py: {error}", file=sys.stderr)
         return 78
-    command = build_command(variant, options.engine, options.image, options.base,
-                            options.builder, extra)
     env = {"DOCKER_BUILDKIT": "1"} if options.engine == "docker" else {}
-    shown = " ".join([f"{key}={value}" for key, value in env.items()] + [shlex.join(command)])
+    prefix = [f"{key}={value}" for key, value in env.items()]
+    shown = [" ".join(prefix + [shlex.join(command)]) for command in commands]
     if not options.run:
-        print(shown)
+        print(" && ".join(shown))
         return 0
-    print(f"build.py: {shown}", file=sys.stderr)
-    try:
-        os.execvpe(command[0], command, os.environ | env)
-    except FileNotFoundError:
-        print(f"build.py: {command[0]} is not installed", file=sys.stderr)
-        return 127
+    for command, line in zip(commands, shown):
+        print(f"build.py: {line}", file=sys.stderr)
+        try:
+            code = subprocess.run(command, env=os.environ | env).returncode
+        except FileNotFoundError:
+            print(f"build.py: {command[0]} is not installed", file=sys.stderr)
+            return 127
+        if code != 0:
+            return code
+    return 0
 
 
 if __name__ == "__main__":
