@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "image/all_in_one.rs"]
+mod all_in_one;
 #[path = "image/compose.rs"]
 mod compose;
 #[path = "image/kube.rs"]
