@@ -82,6 +82,11 @@ struct AllInOne {
 impl AllInOne {
     /// `run -d -p PORT:8080 -v VOLUME:/var/lib/pulp IMAGE`, nothing else.
     fn run(engine: Engine, volume: &Volume) -> AllInOne {
+        AllInOne::run_with(engine, volume, &[])
+    }
+
+    /// The same `run` with `options` before the image.
+    fn run_with(engine: Engine, volume: &Volume, options: &[&str]) -> AllInOne {
         let name = unique("all-in-one");
         // From the kernel, below 32768 on these machines' default ephemeral range too.
         let port = free_port();
@@ -92,6 +97,7 @@ impl AllInOne {
                 .arg(format!("{port}:8080"))
                 .arg("--volume")
                 .arg(volume.mount("/var/lib/pulp"))
+                .args(options)
                 .arg(image(engine)),
             COMMAND_LIMIT,
         )
@@ -398,10 +404,61 @@ pub(super) fn a_volumes_life_first_start_stop_restart_and_kill(engine: Engine) {
     );
 }
 
+/// As root (it hands the volume to the image's user: PostgreSQL refuses root) and as an
+/// arbitrary UID in group 0 with a read-only root and a tmpfs /tmp (nss_wrapper gives initdb
+/// a user name), each on a fresh volume: whole, logged in, stopped with 0.
+pub(super) fn as_root_and_as_an_arbitrary_uid_with_a_read_only_root(engine: Engine) {
+    image(engine);
+    let arbitrary = format!("{}:0", super::ARBITRARY_UID);
+    for (what, options) in [
+        ("root", vec!["--user", "0:0"]),
+        (
+            "an arbitrary UID",
+            vec![
+                "--user",
+                arbitrary.as_str(),
+                "--read-only",
+                "--tmpfs",
+                "/tmp",
+            ],
+        ),
+    ] {
+        let volume = Volume::new(engine);
+        let pulp = AllInOne::run_with(engine, &volume, &options);
+        pulp.wait_until_whole(START_LIMIT);
+        let password = admin_password(&pulp.logs());
+        assert!(logs_in(&pulp.origin(), &password), "{what}: no login");
+        let owner = run(
+            engine.command().args([
+                "exec",
+                &pulp.name,
+                "stat",
+                "-c",
+                "%u",
+                "/var/lib/pulp/pgsql/data",
+            ]),
+            COMMAND_LIMIT,
+        )
+        .ok("stat the cluster");
+        let expected = if what == "root" {
+            "700"
+        } else {
+            super::ARBITRARY_UID
+        };
+        assert_eq!(owner.stdout.trim(), expected, "{what}: the cluster's owner");
+        pulp.stop_in_time();
+    }
+}
+
 mod podman {
     #[test]
     fn a_volumes_life_first_start_stop_restart_and_kill() {
         super::a_volumes_life_first_start_stop_restart_and_kill(super::Engine::Podman)
+    }
+
+    #[test]
+    fn as_root_and_as_an_arbitrary_uid_with_a_read_only_root() {
+        super::as_root_and_as_an_arbitrary_uid_with_a_read_only_root(super::Engine::Podman)
     }
 }
 
@@ -409,5 +466,10 @@ mod docker {
     #[test]
     fn a_volumes_life_first_start_stop_restart_and_kill() {
         super::a_volumes_life_first_start_stop_restart_and_kill(super::Engine::Docker)
+    }
+
+    #[test]
+    fn as_root_and_as_an_arbitrary_uid_with_a_read_only_root() {
+        super::as_root_and_as_an_arbitrary_uid_with_a_read_only_root(super::Engine::Docker)
     }
 }
