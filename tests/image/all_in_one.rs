@@ -450,6 +450,42 @@ pub(super) fn as_root_and_as_an_arbitrary_uid_with_a_read_only_root(engine: Engi
     }
 }
 
+/// An external database setting turns the embedded PostgreSQL off: no cluster is made, and
+/// `supervise` waits for that database (here one that is not there: exit 69 after the timeout).
+pub(super) fn an_external_database_turns_the_embedded_postgres_off(engine: Engine) {
+    image(engine);
+    let volume = Volume::new(engine);
+    let output = run(
+        engine
+            .command()
+            .args(["run", "--rm", "--volume"])
+            .arg(volume.mount("/var/lib/pulp"))
+            .args([
+                "--env",
+                "PULP_DATABASES__default__HOST=192.0.2.1",
+                "--env",
+                "PULP_ENTRYPOINT_POSTGRES_TIMEOUT=3s",
+                image(engine),
+            ]),
+        COMMAND_LIMIT,
+    );
+    let logs = redacted(&format!("{}{}", output.stdout, output.stderr));
+    assert_eq!(output.code, Some(69), "{logs}");
+    assert!(logs.contains("the embedded PostgreSQL is off"), "{logs}");
+    assert!(logs.contains("192.0.2.1"), "{logs}");
+    assert!(!logs.contains("creating the PostgreSQL cluster"), "{logs}");
+    let listed = run(
+        engine
+            .command()
+            .args(["run", "--rm", "--entrypoint", "ls", "--volume"])
+            .arg(volume.mount("/var/lib/pulp"))
+            .args([image(engine), "/var/lib/pulp"]),
+        COMMAND_LIMIT,
+    )
+    .ok("ls the volume");
+    assert!(!listed.stdout.contains("pgsql"), "{}", listed.stdout);
+}
+
 mod podman {
     #[test]
     fn a_volumes_life_first_start_stop_restart_and_kill() {
@@ -459,6 +495,11 @@ mod podman {
     #[test]
     fn as_root_and_as_an_arbitrary_uid_with_a_read_only_root() {
         super::as_root_and_as_an_arbitrary_uid_with_a_read_only_root(super::Engine::Podman)
+    }
+
+    #[test]
+    fn an_external_database_turns_the_embedded_postgres_off() {
+        super::an_external_database_turns_the_embedded_postgres_off(super::Engine::Podman)
     }
 }
 
@@ -471,5 +512,10 @@ mod docker {
     #[test]
     fn as_root_and_as_an_arbitrary_uid_with_a_read_only_root() {
         super::as_root_and_as_an_arbitrary_uid_with_a_read_only_root(super::Engine::Docker)
+    }
+
+    #[test]
+    fn an_external_database_turns_the_embedded_postgres_off() {
+        super::an_external_database_turns_the_embedded_postgres_off(super::Engine::Docker)
     }
 }
