@@ -150,6 +150,12 @@ impl AllInOne {
             || {
                 let (code, body) = http("GET", &url, None, Body::Empty);
                 let status: Value = serde_json::from_slice(&body).ok().filter(|_| code == 200)?;
+                // After a kill the apps of the last run stay listed until their heartbeats
+                // expire: the content app must answer through the port as well.
+                let content = format!("{}/pulp/content/", self.origin());
+                if http("GET", &content, None, Body::Empty).0 != 200 {
+                    return None;
+                }
                 // Each gunicorn worker registers (PULP_API_WORKERS, PULP_CONTENT_WORKERS: 2).
                 (!online(&status, "online_api_apps").is_empty()
                     && !online(&status, "online_content_apps").is_empty()
