@@ -38,6 +38,11 @@
 //! - podman-compose runs one container per service: it reads `deploy.replicas` only with
 //!   `deploy.mode: replicated` written out (compose.yml leaves the mode to its default,
 //!   replicated); docker-compose runs the two asked for. The test expects what each does.
+//! - Docker Engine copies the image's /var/lib/pulp into a new named volume when the first
+//!   container using it is created, and containers created at once race in that copy (`up -d`
+//!   failed once with "mkdir .../_data/media: file exists"): under docker-compose the test
+//!   fills the `pulp` volume with one `run --rm --no-deps pulp_api` first. Users of the upstream
+//!   image meet the same race (its /var/lib/pulp has the same directories).
 //! - Container names differ (docker-compose `P_pulp_api_1`, podman-compose `P_pulp_api_1` or
 //!   `P-pulp_api-1` by version): containers are found by the `com.docker.compose.project` and
 //!   `.service` labels both tools set.
@@ -672,6 +677,25 @@ fn compose_yml_runs_unchanged(tool: Tool) {
     match tool {
         // `up -d` returns once every depends_on condition was met and every container started.
         Tool::DockerCompose => {
+            // Docker Engine fills a new named volume from the image's directory when the first
+            // container using it is created; several created at once race in that copy ("failed
+            // to mkdir .../_data/media: file exists", seen once in CI: set_init_password_service
+            // and migration_service). The upstream image has the same directories, so the file
+            // meets the same race there. One container made with the tool first fills it.
+            let fill = run(
+                &mut project.compose(&[
+                    "run",
+                    "--rm",
+                    "--no-deps",
+                    "--entrypoint",
+                    "/bin/true",
+                    "pulp_api",
+                ]),
+                COMMAND_LIMIT,
+            );
+            if fill.code != Some(0) {
+                panic!("docker-compose run (filling the pulp volume) failed: {fill}");
+            }
             let up = run(&mut project.compose(&["up", "-d"]), up_limit);
             if up.code != Some(0) {
                 panic!("docker-compose up -d failed: {up}\n{}", project.all_logs());
