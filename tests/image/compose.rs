@@ -43,6 +43,10 @@
 //!   failed once with "mkdir .../_data/media: file exists"): under docker-compose the test
 //!   fills the `pulp` volume with one `run --rm --no-deps pulp_api` first. Users of the upstream
 //!   image meet the same race (its /var/lib/pulp has the same directories).
+//! - podman 4.3's aardvark-dns, reloaded as each container joins, once answered pulpcore's own
+//!   lookup of `postgres` with a temporary failure (the content app exited 3 and compose.yml's
+//!   `restart: always` restarted it): under podman-compose one such restart is allowed, seen in
+//!   the container's log; tests/tools/containers.conf gives the resolver retries.
 //! - Container names differ (docker-compose `P_pulp_api_1`, podman-compose `P_pulp_api_1` or
 //!   `P-pulp_api-1` by version): containers are found by the `com.docker.compose.project` and
 //!   `.service` labels both tools set.
@@ -435,6 +439,20 @@ impl Project {
         }
     }
 
+    /// Under podman-compose, one restart of a container whose pulpcore could not resolve a
+    /// service name: podman 4.3's aardvark-dns, reloaded as each container joins the network,
+    /// answered pulpcore's own lookup of `postgres` with "Temporary failure in name resolution"
+    /// in CI (the content app exited 3 and compose.yml's `restart: always` brought it back),
+    /// also with the resolver's retries of tests/tools/containers.conf. Any other restart, or
+    /// a second one, fails the test.
+    fn restarted_on_a_dns_hiccup(&self, state: &State) -> bool {
+        self.tool == Tool::PodmanCompose
+            && state.restarts == 1
+            && self
+                .logs(&state.name)
+                .contains("Temporary failure in name resolution")
+    }
+
     /// Wait until the containers of `services` are healthy, running each healthcheck under
     /// podman (see the module doc); no container of the project may have crashed meanwhile.
     fn wait_healthy(&self, services: &[&str], limit: Duration) {
@@ -444,7 +462,7 @@ impl Project {
             || {
                 let states = self.states();
                 self.assert_states(&states, "a container restarted", |state| {
-                    state.restarts == 0
+                    state.restarts == 0 || self.restarted_on_a_dns_hiccup(state)
                 });
                 self.assert_states(&states, "a service ended", |state| {
                     ONE_SHOTS.contains(&state.service.as_str())
