@@ -165,9 +165,10 @@ impl AllInOne {
         )
     }
 
-    /// `stop` with the engine's default grace (10 s): it must end with 0 before it.
+    /// `stop -t 30`, as the README tells users (the image's stop_grace is the default 25 s):
+    /// it must end with 0 before it.
     fn stop_in_time(&self) {
-        let grace = Duration::from_secs(10);
+        let grace = Duration::from_secs(30);
         let stop = run(
             &mut self.engine.stop(&self.name, grace),
             grace + COMMAND_LIMIT,
